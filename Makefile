@@ -1,0 +1,35 @@
+# neo — one file to set up, train, test, benchmark and lint.
+# Every target that runs neo depends on `setup`, so a fresh clone needs only `make train` / `make test`.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.neo-installed
+# The pip cap: never upgrade pip past it; torch 2.14.1 + torchvision 0.29.1 resolve from this machine's disk with it.
+PIP_CAP := pip<25
+
+.PHONY: setup train test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(PIP_CAP)"
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The main job: synthetic 16:9 dataset (made once), CPU demo recipe, summary table at the end.
+train: setup
+	$(BIN)/neo-train experiment=cpu_demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/neo-bench all
+
+lint: setup
+	$(BIN)/ruff check neo tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

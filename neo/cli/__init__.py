@@ -1,0 +1,1 @@
+"""Thin command-line entry points: compose configuration, call the library, print the result."""

@@ -1,0 +1,51 @@
+"""`neo-bench`: run one benchmark (data, model, train, storage) or all of them, printing figures."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Benchmark name -> module exposing `main(argv: list[str] | None) -> int`.
+BENCHMARKS: dict[str, str] = {
+    "data": "neo.bench.data",
+    "model": "neo.bench.model",
+    "train": "neo.bench.train",
+    "storage": "neo.bench.storage",
+}
+
+USAGE = """usage: neo-bench {data,model,train,storage,all} [options]
+
+  data     training-pipeline images/s per worker vs a PIL + torchvision baseline
+  model    params, GFLOPs, forward / forward+backward time and peak memory of a preset
+  train    steady-state training images/s and peak memory through the real LightningModule
+  storage  cache-hit resolve latency, pull throughput, training-step cost of background uploads
+  all      each of the above with its defaults
+
+`neo-bench NAME --help` lists a benchmark's options."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `neo-bench NAME [options]` to `neo.bench.NAME.main(options)`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(USAGE)
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name == "all":
+        codes = [_run(bench, []) for bench in BENCHMARKS]
+        return max(codes)
+    if name not in BENCHMARKS:
+        print(f"neo-bench: unknown benchmark {name!r}; choose one of {', '.join([*BENCHMARKS, 'all'])}.",
+              file=sys.stderr)
+        return 2
+    return _run(name, rest)
+
+
+def _run(name: str, argv: list[str]) -> int:
+    print(f"== neo-bench {name} ==", flush=True)
+    module = importlib.import_module(BENCHMARKS[name])
+    return int(module.main(argv) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
