@@ -1,1 +1,1 @@
-"""neo.evaluation."""
+"""neo.evaluation: COCO metrics (coco), drawing (draw) and JSON outputs (export) for detections."""

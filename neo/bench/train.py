@@ -1,0 +1,146 @@
+"""`neo-bench train`: steady-state training images/s and peak memory through the real RTDETRModule.
+
+Runs Lightning's Trainer on in-memory random uint8 batches with random boxes (no data loading, so
+the figure is the model + criterion + optimizer + AMP/accumulation cost), skips warm-up steps, and
+prints one row per variant:
+
+    neo-bench train --preset tiny --size 360p --batch 8
+    neo-bench train --preset tiny --size 360p --precision 32-true bf16-mixed --channels-last both
+    neo-bench train --preset rtdetr_r50 --size 1080p --batch 4 --accumulate 2 --precision 16-mixed
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from itertools import product
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class RandomDetection(Dataset):
+    """``length`` random (uint8 [3, H, W], target) samples in the data contract, fixed by a seed."""
+
+    def __init__(self, size: tuple[int, int], num_classes: int, length: int, boxes_per_image: int = 6) -> None:
+        self.size, self.num_classes, self.length, self.boxes = size, num_classes, length, boxes_per_image
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        g = torch.Generator().manual_seed(index)
+        h, w = self.size
+        image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+        centre = torch.rand(self.boxes, 2, generator=g) * 0.6 + 0.2
+        wh = torch.rand(self.boxes, 2, generator=g) * 0.3 + 0.05
+        return image, {
+            "labels": torch.randint(0, self.num_classes, (self.boxes,), generator=g),
+            "boxes": torch.cat([centre, wh], 1),
+            "image_id": torch.tensor(index),
+            "orig_size": torch.tensor([h, w]),
+            "letterbox": torch.tensor([1.0, 1.0, 0.0, 0.0]),
+        }
+
+
+class _Timer:
+    """Lightning callback: wall time of optimizer steps after ``warmup`` steps."""
+
+    def __init__(self, warmup: int) -> None:
+        from lightning.pytorch.callbacks import Callback
+
+        timer = self
+
+        class _Cb(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.global_step == timer.warmup and timer.start is None:
+                    timer.start, timer.batches = time.perf_counter(), 0
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if timer.start is not None:
+                    timer.batches += 1
+                    timer.images += int(batch[0].shape[0])
+                    timer.stop = time.perf_counter()
+
+        self.warmup, self.start, self.stop, self.batches, self.images = warmup, None, None, 0, 0
+        self.callback = _Cb()
+
+
+def _collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int, precision: str,
+                channels_last: bool, steps: int, warmup: int, accelerator: str, num_classes: int) -> dict:
+    """Train ``warmup + steps`` optimizer steps; returns images/s over the last ``steps`` and peak memory."""
+    import lightning.pytorch as pl
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from neo.training.module import RTDETRModule
+
+    with initialize_config_module(version_base="1.3", config_module="conf"):
+        cfg = compose(config_name="train", overrides=[f"model={preset}", f"data.num_classes={num_classes}"])
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    optim_cfg = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim_cfg["schedule"]["warmup"] = 0
+    module = RTDETRModule(model=model_cfg, optim=optim_cfg, channels_last=channels_last, val_samples=0)
+    total = warmup + steps
+    data = RandomDetection(size, num_classes, length=total * accumulate * batch)
+    loader = DataLoader(data, batch_size=batch, collate_fn=_collate, num_workers=0)
+    timer = _Timer(warmup)
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, precision=precision, max_steps=total, accumulate_grad_batches=accumulate,
+        gradient_clip_val=0.1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[timer.callback], limit_val_batches=0, num_sanity_val_steps=0,
+    )
+    if torch.cuda.is_available() and accelerator != "cpu":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.fit(module, train_dataloaders=loader)
+    seconds = (timer.stop or 0) - (timer.start or 0)
+    if torch.cuda.is_available() and accelerator != "cpu":
+        peak = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (CUDA)"
+    else:
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process RSS)"
+    return {"images_per_s": timer.images / seconds if seconds > 0 else 0.0,
+            "step_s": seconds / max(1, timer.batches / accumulate), "peak_memory": peak}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neo.data.sizes import check_16x9, format_size
+
+    parser = argparse.ArgumentParser(prog="neo-bench train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny", help="conf/model preset (tiny, rtdetr_r18, rtdetr_r50, ...)")
+    parser.add_argument("--size", default="360p", help="16:9 canvas: 360p, 1280x720, ... (W x H)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--precision", nargs="+", default=None,
+                        help="one or more of 32-true, bf16-mixed, 16-mixed (default: 16-mixed on GPU, bf16-mixed on CPU)")
+    parser.add_argument("--channels-last", choices=("on", "off", "both"), default="on")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed optimizer steps first")
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--num-classes", type=int, default=80)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = check_16x9(args.size, key="--size")
+    gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
+    precisions = args.precision or (["16-mixed"] if gpu else ["bf16-mixed"])
+    layouts = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
+    print(f"preset={args.preset} size={format_size(size)} batch={args.batch} accumulate={args.accumulate} "
+          f"device={'cuda' if gpu else 'cpu'} threads={torch.get_num_threads()}")
+    print(f"{'precision':<12} {'channels_last':<14} {'images/s':>9} {'s/step':>8}  peak memory")
+    for precision, channels_last in product(precisions, layouts):
+        r = run_variant(args.preset, size, args.batch, args.accumulate, precision, channels_last, args.steps,
+                        args.warmup, "gpu" if gpu else "cpu", args.num_classes)
+        print(f"{precision:<12} {str(channels_last):<14} {r['images_per_s']:>9.2f} {r['step_s']:>8.3f}  "
+              f"{r['peak_memory']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Multi-scale deformable attention on `grid_sample` (bilinear, zero padding, align_corners=False)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def deformable_attention_core(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+    num_points: list[int],
+) -> torch.Tensor:
+    """Sample every level bilinearly and sum with the attention weights.
+
+    Args:
+        value: [B, sum(H_l * W_l), heads, head_dim]
+        spatial_shapes: [(H_l, W_l)] per level
+        sampling_locations: [B, Q, heads, sum(num_points), 2] in [0, 1] (x, y)
+        attention_weights: [B, Q, heads, sum(num_points)] (softmaxed over all points of all levels)
+        num_points: points per level
+
+    Returns: [B, Q, heads * head_dim]
+    """
+    b, _, heads, head_dim = value.shape
+    q = sampling_locations.shape[1]
+    values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = (2 * sampling_locations - 1).split(num_points, dim=3)
+    sampled = []
+    for (h, w), v, grid in zip(spatial_shapes, values, grids, strict=True):
+        v = v.permute(0, 2, 3, 1).reshape(b * heads, head_dim, h, w)  # [B*heads, D, H, W]
+        grid = grid.transpose(1, 2).flatten(0, 1)  # [B*heads, Q, P_l, 2]
+        sampled.append(F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    sampled = torch.cat(sampled, dim=-1)  # [B*heads, D, Q, P]
+    weights = attention_weights.transpose(1, 2).reshape(b * heads, 1, q, -1)
+    out = (sampled * weights).sum(-1)  # [B*heads, D, Q]
+    return out.reshape(b, heads * head_dim, q).transpose(1, 2)
+
+
+class MSDeformableAttention(nn.Module):
+    """Deformable cross-attention of queries on a multi-level memory.
+
+    Args:
+        dim: embedding size; num_heads: heads (dim // num_heads per head);
+        num_levels: memory levels; num_points: points per level (an int, or a list per level = v2).
+        offset_scale: sampling location = ref_xy + offset / n_points_l * ref_wh * offset_scale.
+
+    forward(query [B, Q, C], reference_points [B, Q, 1 or L, 4] (cxcywh in [0, 1]),
+            value [B, S, C], spatial_shapes [(H_l, W_l)], value_mask [B, S] or None) -> [B, Q, C]
+    """
+
+    def __init__(
+        self,
+        dim: int = 256,
+        num_heads: int = 8,
+        num_levels: int = 3,
+        num_points: int | list[int] = 4,
+        offset_scale: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+        self.num_points = [num_points] * num_levels if isinstance(num_points, int) else list(num_points)
+        if len(self.num_points) != num_levels:
+            raise ValueError(f"num_points={num_points} needs one entry per level ({num_levels})")
+        self.dim, self.num_heads, self.num_levels = dim, num_heads, num_levels
+        self.offset_scale = offset_scale
+        total = sum(self.num_points)
+        self.sampling_offsets = nn.Linear(dim, num_heads * total * 2)
+        self.attention_weights = nn.Linear(dim, num_heads * total)
+        self.value_proj = nn.Linear(dim, dim)
+        self.output_proj = nn.Linear(dim, dim)
+        scale = torch.cat([torch.full((n,), 1.0 / n) for n in self.num_points])
+        self.register_buffer("num_points_scale", scale, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.sampling_offsets.weight)
+        thetas = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = grid / grid.abs().max(-1, keepdim=True).values  # unit direction per head
+        index = torch.cat([torch.arange(1, n + 1, dtype=torch.float32) for n in self.num_points])
+        bias = grid[:, None, :] * index[None, :, None]  # [heads, P, 2]
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(bias.flatten())
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for layer in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        value: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        value_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        b, q, _ = query.shape
+        total = sum(self.num_points)
+        value = self.value_proj(value)
+        if value_mask is not None:
+            value = value * value_mask[..., None].to(value.dtype)
+        value = value.reshape(b, value.shape[1], self.num_heads, self.dim // self.num_heads)
+        offsets = self.sampling_offsets(query).reshape(b, q, self.num_heads, total, 2)
+        weights = self.attention_weights(query).reshape(b, q, self.num_heads, total).softmax(-1)
+        if reference_points.shape[-1] != 4:
+            raise ValueError(
+                f"reference_points must be cxcywh boxes [..., 4], got {tuple(reference_points.shape)}"
+            )
+        ref = reference_points[:, :, :1]  # one reference box per query (shared by all levels)
+        scale = self.num_points_scale.to(offsets.dtype)[None, None, None, :, None]
+        locations = ref[:, :, None, :, :2] + offsets * scale * ref[:, :, None, :, 2:] * self.offset_scale
+        out = deformable_attention_core(value, spatial_shapes, locations, weights, self.num_points)
+        return self.output_proj(out)

@@ -1,0 +1,202 @@
+"""Lightning checkpoint sync: save locally, push to ``{bucket}/runs/{run}/checkpoints/`` in the background; resume.
+
+- ``CheckpointSync``: a Lightning CheckpointIO plugin wrapping the normal one (``Trainer(plugins=[...])``).
+  A save is written locally by the base IO, hard-linked into ``<dir>/.neo-sync/`` (O(1), so later
+  overwrites do not change what is uploaded) and queued for upload; the step never waits on the
+  bucket. A checkpoint ModelCheckpoint rotates out is deleted locally and remotely, except the one
+  this run resumed from. ``teardown`` drains the queue with a bounded wait and warns about leftovers.
+- ``find_auto_checkpoint``: the newest ``*.ckpt`` of a run, locally or in the bucket, as a local file
+  (``locate_auto_checkpoint`` gives its location without downloading).
+- ``resolve_ckpt_path``: ``ckpt_path`` = path | URL | bare filename | ``auto`` -> local Path (or None).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
+
+from neo.storage.errors import classify
+from neo.storage.resolver import is_url, resolve
+from neo.storage.settings import StorageSettings, check_key
+from neo.storage.uploader import BackgroundUploader
+
+log = logging.getLogger(__name__)
+LIGHTNING_KEYWORDS = {"last", "best", "hpc", "registry"}
+STAGING = ".neo-sync"
+
+
+class CheckpointSync(_WrappingCheckpointIO):
+    """CheckpointIO plugin that mirrors a run's checkpoints to the bucket without blocking training.
+
+    storage: StorageSettings (no bucket -> plain local checkpointing).
+    run_name: remote folder ``runs/{run_name}/checkpoints/``.
+    checkpoint_io: base IO (None: Lightning's default TorchCheckpointIO is filled in by the strategy).
+    drain_timeout_s: bounded wait at teardown (default ``storage.drain_timeout_s``).
+    retries: upload retries per checkpoint (with doubling backoff from ``storage.backoff_s``).
+    """
+
+    def __init__(self, storage: StorageSettings, run_name: str, checkpoint_io: Any = None,
+                 drain_timeout_s: float | None = None, retries: int | None = None):
+        super().__init__(checkpoint_io)
+        self.storage = storage
+        self.run_name = check_key(run_name)
+        self.drain_timeout_s = storage.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        self.uploader = BackgroundUploader(retries=storage.retries if retries is None else retries,
+                                           backoff_s=max(storage.backoff_s, 0.1), name="neo-ckpt-sync")
+        self.protected: set[str] = set()  # file names never deleted (the checkpoint resumed from)
+        self.unsynced: list[str] = []
+        self._fs_root = None
+        self._cleaned: set[Path] = set()
+
+    # -- remote locations --------------------------------------------------------------------------
+    @property
+    def remote_dir_key(self) -> str:
+        return self.storage.run_checkpoint_dir(self.run_name)
+
+    def _remote(self, name: str) -> tuple[Any, str, str] | None:
+        """(fs, rpath, url) of checkpoint ``name`` in the bucket, or None without a bucket."""
+        if not self.storage.bucket:
+            return None
+        if self._fs_root is None:
+            self._fs_root = self.storage.bucket_fs()
+        fs, root = self._fs_root
+        key = f"{self.remote_dir_key}/{check_key(name)}"
+        return fs, f"{root}/{key}", self.storage.url(key)
+
+    # -- CheckpointIO ----------------------------------------------------------------------------------
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        local = Path(os.fspath(path))
+        if is_url(str(path)) or not local.is_file():
+            return
+        try:
+            remote = self._remote(local.name)
+            if remote is None:
+                return
+            fs, rpath, url = remote
+            staged = self._stage(local)
+            self.uploader.submit_upload(fs, staged, rpath, label=url, cleanup=staged != local)
+        except Exception as exc:  # noqa: BLE001 - never fail the step for the bucket
+            log.error("Checkpoint %s saved locally but not queued for upload (%s: %s)", local, classify(exc), exc)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        name = Path(os.fspath(path)).name
+        if name in self.protected:
+            log.info("Keeping %s: this run resumed from it.", name)
+            return
+        self.checkpoint_io.remove_checkpoint(path)
+        try:
+            remote = self._remote(name)
+            if remote is not None:
+                fs, rpath, url = remote
+                self.uploader.submit_delete(fs, rpath, label=url)
+        except Exception as exc:  # noqa: BLE001
+            log.error("Could not queue remote delete of %s (%s: %s)", name, classify(exc), exc)
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.protected.add(Path(os.fspath(path)).name)
+        return self.checkpoint_io.load_checkpoint(path, *args, **kwargs)
+
+    def teardown(self) -> None:
+        """Drain the upload queue (bounded); warn about and remember anything not synced."""
+        self.unsynced = self.uploader.drain(self.drain_timeout_s)
+        if self.checkpoint_io is not None:
+            self.checkpoint_io.teardown()
+
+    def _stage(self, local: Path) -> Path:
+        """Hard-link ``local`` into ``<dir>/.neo-sync/`` so the upload reads this exact save (copy if links fail).
+        Links left by a crashed earlier process are removed on first use."""
+        staging = local.parent / STAGING
+        staging.mkdir(exist_ok=True)
+        if staging not in self._cleaned:
+            self._cleaned.add(staging)
+            for stale in staging.iterdir():
+                stale.unlink(missing_ok=True)
+        staged = staging / f"{local.name}.{uuid.uuid4().hex[:12]}"
+        try:
+            os.link(local, staged)
+        except OSError:
+            shutil.copyfile(local, staged)
+        return staged
+
+
+def _order(name: str, when: float) -> tuple[int, int, bool, float]:
+    """Sort key: whole second (bucket LastModified has 1 s resolution), then Lightning's ``step=N``, then
+    ``last*.ckpt`` before other names saved in the same second, then exact time."""
+    match = re.search(r"step=(\d+)", name)
+    return int(when), int(match.group(1)) if match else -1, name.startswith("last"), when
+
+
+def _remote_time(info: dict[str, Any]) -> float:
+    value = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def locate_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: str | Path | None = None,
+                           suffix: str = ".ckpt") -> str | None:
+    """Where the newest checkpoint of ``run_name`` is: a local path under ``local_dir`` or a bucket URL; None if none.
+
+    A name present both locally and in the bucket is taken locally. Order: modification time (local mtime,
+    bucket LastModified) to the second, then the ``step=N`` in Lightning's file names, then exact time.
+    """
+    check_key(run_name)
+    candidates: dict[str, tuple[tuple[int, int, bool, float], str]] = {}
+    if local_dir and Path(local_dir).is_dir():
+        for p in Path(local_dir).iterdir():
+            if p.is_file() and p.suffix == suffix and not p.name.startswith("."):
+                candidates[p.name] = (_order(p.name, p.stat().st_mtime), str(p))
+    if settings.bucket and not settings.is_offline:
+        key = settings.run_checkpoint_dir(run_name)
+        try:
+            fs, root = settings.bucket_fs()
+            fs.invalidate_cache(f"{root}/{key}")
+            for info in fs.ls(f"{root}/{key}", detail=True):
+                name = os.path.basename(info["name"].rstrip("/"))
+                if info.get("type") == "file" and name.endswith(suffix) and name not in candidates:
+                    candidates[name] = (_order(name, _remote_time(info)), settings.url(f"{key}/{name}"))
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a bucket outage must not block a local resume
+            log.warning("Could not list %s (%s: %s); using local checkpoints only.",
+                        settings.url(key), classify(exc), exc)
+    if not candidates:
+        return None
+    return max(candidates.values())[1]
+
+
+def find_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: str | Path | None = None,
+                         suffix: str = ".ckpt") -> Path | None:
+    """Newest checkpoint of ``run_name`` (locally under ``local_dir`` or in the bucket) as a local file,
+    downloaded into the cache if it is only in the bucket; None if there is none. Logs which one it picked."""
+    found = locate_auto_checkpoint(run_name, settings, local_dir, suffix)
+    where = f"{local_dir or '(no local dir)'}" + (
+        f" or {settings.url(settings.run_checkpoint_dir(run_name))}" if settings.bucket else "")
+    if found is None:
+        log.info("ckpt_path=auto: no checkpoint of run %r in %s; starting fresh.", run_name, where)
+        return None
+    log.info("ckpt_path=auto: resuming run %r from %s", run_name, found)
+    return resolve(found, storage=settings, refresh=True)
+
+
+def resolve_ckpt_path(ckpt_path: str | os.PathLike | None, *, run_name: str, storage: StorageSettings,
+                      local_dir: str | Path | None = None) -> Path | str | None:
+    """``ckpt_path`` for ``Trainer.fit``: None/"" -> None; "auto" -> newest of this run (local or bucket) or
+    None; Lightning keywords ("last", "best", "hpc") pass through; anything else -> ``resolve()``."""
+    if ckpt_path is None or str(ckpt_path).strip().lower() in ("", "none", "null"):
+        return None
+    value = os.fspath(ckpt_path).strip()
+    if value in LIGHTNING_KEYWORDS:
+        return value
+    if value == "auto":
+        return find_auto_checkpoint(run_name, storage, local_dir)
+    return resolve(value, storage=storage)

@@ -1,0 +1,75 @@
+"""Storage errors: classify a failure (not found, no credentials, access denied, network, corrupt) and report attempts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neo.storage.protocols import CREDENTIAL_HINTS, missing_credentials
+
+
+class CorruptDownloadError(OSError):
+    """A downloaded file's size or sha256 does not match what the source declared."""
+
+
+class OfflineError(OSError):
+    """The network was needed but offline mode is on."""
+
+
+def classify(exc: BaseException) -> str:
+    """One word for why an access failed: not found | no credentials | access denied | network | corrupt | error."""
+    name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, CorruptDownloadError):
+        return "corrupt"
+    if isinstance(exc, OfflineError):
+        return "offline"
+    if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "NoSuchBucket" in text or "404" in text:
+        return "not found"
+    if "NoCredentials" in name or "PartialCredentials" in name or "endpoint unknown" in text or "Unable to locate credentials" in text:
+        return "no credentials"
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "InvalidAccessKeyId" in text or "403" in text \
+            or "SignatureDoesNotMatch" in text:
+        return "access denied"
+    if isinstance(exc, (ConnectionError, TimeoutError)) or any(
+        s in name for s in ("Connect", "Timeout", "ClientPayload", "ServerDisconnected", "IncompleteRead",
+                            "ResponseStreamingError", "ProtocolError", "EndpointConnection")
+    ) or any(s in text for s in ("Connection", "connect", "Timeout", "reset by peer")):
+        return "network"
+    return "error"
+
+
+TRANSIENT = {"network", "corrupt", "error"}
+
+
+@dataclass
+class Attempt:
+    """One place the resolver looked and what happened there."""
+
+    place: str
+    outcome: str  # "not found", "no credentials", ... or "skipped (offline)"
+    detail: str = ""
+
+
+class ResolveError(FileNotFoundError):
+    """``resolve`` found the identifier nowhere; the message lists every place tried and why."""
+
+    def __init__(self, identifier: str, attempts: list[Attempt], protocol: str | None = None):
+        self.identifier = identifier
+        self.attempts = attempts
+        lines = [f"Could not resolve {identifier!r}. Tried:"]
+        for a in attempts:
+            detail = f" ({a.detail})" if a.detail else ""
+            lines.append(f"  - {a.place}: {a.outcome}{detail}")
+        outcomes = {a.outcome for a in attempts}
+        hint = CREDENTIAL_HINTS.get(protocol or "", "the provider's credential variables")
+        missing = missing_credentials(protocol)
+        if missing:
+            lines.append(f"No credentials for {protocol} in the environment ({', '.join(missing)} unset): set {hint}.")
+        elif "no credentials" in outcomes or "access denied" in outcomes:
+            lines.append(f"Check the credentials in the environment: {hint}.")
+        if any(o.startswith("skipped (offline)") for o in outcomes):
+            lines.append("Offline mode is on (NEO_OFFLINE=1 or storage.offline=true): unset it to download.")
+        if "network" in outcomes:
+            lines.append("The network failed: check connectivity/endpoint and retry.")
+        lines.append("Or pass an existing local path.")
+        super().__init__("\n".join(lines))

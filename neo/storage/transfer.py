@@ -1,0 +1,243 @@
+"""Verified transfers: sha256 sidecars, atomic locked downloads into the cache, idempotent uploads.
+
+A download lands in a process-unique temp file beside the target, is checked (size against the
+source, sha256 against the ``.sha256`` sidecar / object metadata / registry), then ``os.replace``d;
+a ``filelock`` around it makes N processes download once (correctness does not depend on the lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec
+from filelock import FileLock, Timeout
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.implementations.local import LocalFileSystem
+from s3fs import S3FileSystem
+
+from neo.storage.errors import TRANSIENT, CorruptDownloadError, classify
+
+log = logging.getLogger(__name__)
+
+SIDECAR = ".sha256"
+_HASH_MEMO: dict[str, tuple[tuple[int, int, int], str]] = {}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a local file."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of ``path``, hashed once per process per (size, mtime, inode)."""
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    memo = _HASH_MEMO.get(str(path))
+    if memo and memo[0] == stamp:
+        return memo[1]
+    digest = sha256_file(path)
+    _HASH_MEMO[str(path)] = (stamp, digest)
+    return digest
+
+
+def sidecar_text(digest: str, name: str) -> str:
+    """``sha256sum`` format, so ``sha256sum -c file.sha256`` works."""
+    return f"{digest}  {name}\n"
+
+
+def parse_sidecar(text: str | bytes) -> str | None:
+    """The hex digest in a sidecar, or None when it is not one."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    token = text.strip().split()[0] if text.strip() else ""
+    return token.lower() if len(token) == 64 and all(c in "0123456789abcdefABCDEF" for c in token) else None
+
+
+def read_local_sidecar(path: Path) -> str | None:
+    try:
+        return parse_sidecar(Path(str(path) + SIDECAR).read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def write_local_sidecar(path: Path, digest: str) -> None:
+    """Write ``path.sha256`` atomically."""
+    side = Path(str(path) + SIDECAR)
+    tmp = side.with_name(f".{side.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(sidecar_text(digest, path.name))
+    os.replace(tmp, side)
+
+
+def cache_entry_ok(path: Path, expected_sha256: str | None = None) -> bool:
+    """True if ``path`` exists and matches its sidecar (and ``expected_sha256``); a file without any
+    known hash is adopted (its sidecar written) so later alterations are caught."""
+    if not path.is_file():
+        return False
+    recorded = read_local_sidecar(path)
+    expected = expected_sha256 or recorded
+    actual = cached_sha256(path)
+    if expected is None:
+        write_local_sidecar(path, actual)
+        return True
+    if actual != expected.lower() or (recorded is not None and recorded != actual):
+        log.warning("Cache entry %s does not match its sha256 (%s != %s): re-fetching it.", path, actual, expected)
+        return False
+    return True
+
+
+def remote_sha256(fs: fsspec.AbstractFileSystem, rpath: str) -> str | None:
+    """The sha256 written at upload: the ``.sha256`` sidecar, else object metadata; None if neither."""
+    try:
+        return parse_sidecar(fs.cat_file(rpath + SIDECAR))
+    except FileNotFoundError:
+        pass
+    if isinstance(fs, S3FileSystem):
+        try:
+            return parse_sidecar(fs.metadata(rpath).get("sha256", ""))
+        except (FileNotFoundError, OSError):
+            return None
+    return None
+
+
+def _retrying(action: Callable[[], object], what: str, retries: int, backoff_s: float):
+    """Run ``action``; on transient errors retry ``retries`` times with doubling backoff."""
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - classified and re-raised
+            reason = classify(exc)
+            if reason not in TRANSIENT or attempt == retries:
+                raise
+            delay = backoff_s * 2**attempt
+            log.warning("%s failed (%s: %s); retry %d/%d in %.1fs", what, reason, exc, attempt + 1, retries, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def download(
+    fs: fsspec.AbstractFileSystem,
+    rpath: str,
+    target: Path,
+    *,
+    expected_sha256: str | None = None,
+    retries: int = 3,
+    backoff_s: float = 0.5,
+    lock_timeout_s: float = 900.0,
+    callback: Callback = DEFAULT_CALLBACK,
+) -> Path:
+    """Download ``rpath`` from ``fs`` to ``target`` once, verified; return ``target``.
+
+    Raises FileNotFoundError if the object is missing, CorruptDownloadError if it never verifies.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if cache_entry_ok(target, expected_sha256):
+        return target
+    lock = FileLock(str(target) + ".lock", timeout=lock_timeout_s)
+    try:
+        with lock:
+            if cache_entry_ok(target, expected_sha256):  # another process finished it meanwhile
+                return target
+            return _retrying(
+                lambda: _download_once(fs, rpath, target, expected_sha256, callback),
+                f"download of {rpath}", retries, backoff_s,
+            )
+    except Timeout as exc:
+        raise TimeoutError(f"Waited {lock_timeout_s}s for another process downloading {target}; "
+                           f"remove {lock.lock_file} if no download is running.") from exc
+
+
+def _download_once(fs, rpath: str, target: Path, expected_sha256: str | None, callback: Callback) -> Path:
+    info = fs.info(rpath)
+    size = info.get("size")
+    expected = (expected_sha256 or remote_sha256(fs, rpath) or "").lower() or None
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
+    try:
+        if isinstance(fs, S3FileSystem) and size:
+            digest = _get_hashing(fs, rpath, tmp, size, callback)
+        else:
+            fs.get_file(rpath, str(tmp), callback=callback)
+            digest = sha256_file(tmp)
+        got = tmp.stat().st_size
+        if size is not None and got != size:
+            raise CorruptDownloadError(f"{rpath}: got {got} bytes, the source declares {size}")
+        if expected and digest != expected:
+            raise CorruptDownloadError(f"{rpath}: sha256 {digest} != recorded {expected}")
+        Path(str(target) + SIDECAR).unlink(missing_ok=True)
+        os.replace(tmp, target)
+        write_local_sidecar(target, digest)
+        st = target.stat()
+        _HASH_MEMO[str(target)] = ((st.st_size, st.st_mtime_ns, st.st_ino), digest)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _get_hashing(fs, rpath: str, tmp: Path, size: int, callback: Callback,
+                 chunk: int = 50 * 2**20, in_flight: int = 2) -> str:
+    """Download ``rpath`` as concurrent ranged reads written and hashed in order; return the sha256.
+
+    Hand-rolled because fsspec's ``get_file`` has no hook to hash while writing: hashing afterwards is a
+    second pass over the file. Memory is bounded by ``chunk * in_flight``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    callback.set_size(size)
+    digest = hashlib.sha256()
+    starts = list(range(0, size, chunk))
+    with open(tmp, "wb") as out, ThreadPoolExecutor(in_flight) as pool:
+        fetch = lambda start: fs.cat_file(rpath, start=start, end=min(start + chunk, size))  # noqa: E731
+        pending = [pool.submit(fetch, start) for start in starts[:in_flight]]
+        for i in range(len(starts)):
+            data = pending[i].result()
+            if i + in_flight < len(starts):
+                pending.append(pool.submit(fetch, starts[i + in_flight]))
+            pending[i] = None
+            if len(data) != min(chunk, size - starts[i]):
+                raise CorruptDownloadError(f"{rpath}: short read at byte {starts[i]}")
+            out.write(data)
+            digest.update(data)
+            callback.relative_update(len(data))
+    return digest.hexdigest()
+
+
+def upload(
+    local: Path,
+    fs: fsspec.AbstractFileSystem,
+    rpath: str,
+    *,
+    skip_if_same: bool = True,
+    callback: Callback = DEFAULT_CALLBACK,
+    digest: str | None = None,
+) -> bool:
+    """Upload ``local`` to ``rpath`` with a ``.sha256`` sidecar (and S3 metadata); False if it was already there."""
+    digest = digest or cached_sha256(Path(local))
+    if skip_if_same and remote_sha256(fs, rpath) == digest:
+        try:
+            if fs.info(rpath).get("size") == Path(local).stat().st_size:
+                return False
+        except FileNotFoundError:
+            pass
+    if isinstance(fs, LocalFileSystem):  # local buckets: temp + rename, so readers never see a partial object
+        parent = os.path.dirname(rpath)
+        fs.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".{os.path.basename(rpath)}.{uuid.uuid4().hex}.part")
+        try:
+            fs.put_file(str(local), tmp, callback=callback)
+            os.replace(tmp, rpath)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    elif isinstance(fs, S3FileSystem):
+        fs.put_file(str(local), rpath, callback=callback, Metadata={"sha256": digest})
+    else:
+        fs.put_file(str(local), rpath, callback=callback)
+    fs.pipe_file(rpath + SIDECAR, sidecar_text(digest, os.path.basename(rpath)).encode())
+    fs.invalidate_cache(os.path.dirname(rpath))
+    return True

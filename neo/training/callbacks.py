@@ -1,0 +1,127 @@
+"""Small Lightning callbacks neo adds: training speed, interrupt checkpoints, per-epoch data hook.
+
+(EMA lives in :mod:`neo.training.ema`, the validation image grid in :mod:`neo.training.image_grid`.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class TrainSpeedMonitor(Callback):
+    """Logs training throughput and CUDA peak memory.
+
+    ``train/images_per_s``: wall clock (data loading included, validation excluded) over the last
+    ``window`` batches, logged every batch once known so every logging step carries it;
+    ``train/epoch_images_per_s``: the same over the whole epoch; ``train/cuda_max_mem_gib`` on GPU.
+    """
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = max(1, window)
+        self._t0: float | None = None
+        self._images = 0
+        self._batches = 0
+        self._epoch_t0: float | None = None
+        self._epoch_images = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        self.last_images_per_s = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_t0, self._epoch_images = None, 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._t0 is None:
+            self._t0 = now
+        if self._epoch_t0 is None:
+            self._epoch_t0 = now
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        n = int(batch[0].shape[0])
+        self._images += n
+        self._batches += 1
+        self._epoch_images += n
+        self.images_seen += n
+        now = time.perf_counter()
+        if self._batches >= self.window and self._t0 is not None:
+            elapsed = now - self._t0
+            self.train_seconds += elapsed
+            self.last_images_per_s = self._images / max(elapsed, 1e-9)
+            self._t0, self._images, self._batches = now, 0, 0
+        metrics = {}
+        if self.last_images_per_s > 0:
+            metrics["train/images_per_s"] = self.last_images_per_s
+        if torch.cuda.is_available() and pl_module.device.type == "cuda":
+            metrics["train/cuda_max_mem_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+        if metrics:
+            pl_module.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.perf_counter()
+        if self._t0 is not None and self._batches:  # count the partial window, then stop the clock
+            self.train_seconds += now - self._t0
+        if self._epoch_t0 is not None and self._epoch_images:
+            pl_module.log("train/epoch_images_per_s", self._epoch_images / max(now - self._epoch_t0, 1e-9),
+                          on_step=False, on_epoch=True)
+        self._t0, self._images, self._batches = None, 0, 0  # validation time is not training time
+
+    @property
+    def mean_images_per_s(self) -> float:
+        """Images per second over all training batches so far (validation excluded)."""
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else self.last_images_per_s
+
+
+class InterruptCheckpoint(Callback):
+    """Saves ``<dirpath>/<filename>.ckpt`` when fit stops on Ctrl-C, SIGTERM or an error after training began.
+
+    Weights that are no longer finite are not saved (the last regular checkpoint is the good state).
+    ``saved_path`` and ``reason`` tell the CLI what happened. (Not Lightning's OnExceptionCheckpoint:
+    with that callback present, ``fit(ckpt_path=None)`` silently resumes from its file; neo resumes
+    only when asked, with ``ckpt_path=auto``.)
+    """
+
+    def __init__(self, dirpath: str | Path, filename: str = "interrupted") -> None:
+        if not filename:
+            raise ValueError("callbacks.interrupt.filename must not be empty (e.g. 'interrupted')")
+        self.ckpt_path = Path(dirpath) / f"{filename}.ckpt"
+        self.saved_path: Path | None = None
+        self.reason: str | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.reason = type(exception).__name__
+        if not trainer.state.fn or trainer.state.fn.value != "fit" or trainer.global_step == 0:
+            return  # nothing trained yet: nothing worth saving
+        if not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
+            rank_zero_info("Weights are not finite: no interrupt checkpoint written; use the last checkpoint.")
+            return
+        trainer.save_checkpoint(self.ckpt_path)
+        self.saved_path = self.ckpt_path
+        rank_zero_info(f"Saved an interrupt checkpoint at step {trainer.global_step}: {self.saved_path}")
+
+
+class DataEpochHook(Callback):
+    """Tells the DataModule which epoch starts, so it can switch heavy augmentations off near the end.
+
+    Calls ``trainer.datamodule.<method>(epoch, max_epochs=trainer.max_epochs)`` if the DataModule has
+    that method (NeoDataModule.set_epoch: heavy augmentation and multi-scale stop for the last
+    ``data.no_aug_epochs`` of ``max_epochs``).
+    """
+
+    def __init__(self, method: str = "set_epoch") -> None:
+        self.method = method
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = getattr(trainer, "datamodule", None)
+        hook = getattr(dm, self.method, None) if dm is not None else None
+        if callable(hook):
+            max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+            hook(trainer.current_epoch, max_epochs=max_epochs)

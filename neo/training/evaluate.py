@@ -1,0 +1,57 @@
+"""Evaluate a checkpoint on a COCO split through Lightning (``neo-eval``): metrics and detections JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from neo.training.checkpoints import resolve_identifier
+from neo.training.inference import load_checkpoint_module
+
+
+def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
+    """``cfg.data`` when given on the command line, else the checkpoint's own data config."""
+    if cfg.get("data") is not None:
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+    else:
+        data = dict(run_config.get("data") or {})
+        if not data:
+            raise ValueError("the checkpoint carries no data config: pass data=<preset> (e.g. data=coco data.root=...)")
+    if cfg.get("batch_size"):
+        data["eval_batch_size"] = int(cfg.batch_size)
+    if cfg.get("num_workers") is not None:
+        data["num_workers"] = int(cfg.num_workers)
+    return data
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Run COCO evaluation; returns {"metrics", "metrics_file", "detections_file", "checkpoint", ...}."""
+    from neo.evaluation.export import write_detections, write_metrics
+
+    if cfg.split not in ("val", "test"):
+        raise ValueError(f"split={cfg.split!r} is unknown: use 'val' or 'test'")
+    path = resolve_identifier(str(cfg.checkpoint), cfg.get("storage"))
+    module = load_checkpoint_module(path, weights=str(cfg.weights))
+    module.eval_images = str(cfg.images)
+    module.eval_backend = str(cfg.backend)
+    module.val_samples = 0
+    datamodule = instantiate(data_config(cfg, module.hparams.get("run_config") or {}), _convert_="all")
+    trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision, logger=False,
+                         enable_checkpointing=False, callbacks=[], enable_model_summary=False)
+    if cfg.split == "val":
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    else:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = module.last_metrics
+    out = Path(cfg.output_dir)
+    annotation = datamodule.val_annotation_file if cfg.split == "val" else datamodule.test_annotation_file
+    context = {"checkpoint": str(path), "weights": module.loaded_weights, "split": str(cfg.split),
+               "annotation_file": str(annotation), "backend": str(cfg.backend), "images": str(cfg.images),
+               "epoch": module.checkpoint_epoch, "global_step": module.checkpoint_step}
+    metrics_file = write_metrics(out / "metrics.json", metrics, **context)
+    detections_file = write_detections(out / "detections.json", module.evaluator.detections())
+    return {"metrics": metrics, "metrics_file": metrics_file, "detections_file": detections_file, **context}
