@@ -74,7 +74,7 @@ def _baseline_rate(ds: CocoDetection, size: tuple[int, int], n: int, batch: int)
     return _timed(run, n)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench data", description=__doc__)
     parser.add_argument("--images", type=int, default=12, help="distinct 1920x1080 JPEGs generated")
     parser.add_argument("-n", "--samples", type=int, default=48, help="images timed per pipeline and size")
@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["1080p", "720p"], help="output canvas sizes")
     parser.add_argument("--dir", help="reuse/keep the generated JPEGs here (default: a temp folder)")
     parser.add_argument("--repeats", type=int, default=3, help="paired repeats per cell; the median is shown")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     sizes = [check_16x9(s, key="--sizes") for s in args.sizes]

@@ -83,7 +83,7 @@ def _timed(fn, warmup: int, steps: int, device: torch.device) -> list[float]:
     return times
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench model", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--preset", default="rtdetr_r50", help="conf/model/<preset>.yaml (default rtdetr_r50)"
@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-run this command with glibc malloc tunables (measured ~25%% faster on CPU)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.tuned_malloc and not all(k in os.environ for k in MALLOC_TUNABLES):
         env = {**os.environ, **MALLOC_TUNABLES}

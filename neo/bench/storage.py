@@ -129,7 +129,7 @@ def bench_upload_during_steps(fs, root, work: Path, size_mb: int, steps: int) ->
             len(during), "upload_failed": len(uploader.failed)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench storage", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", default=None, help="bucket URL to use instead of a local moto S3 server")
     parser.add_argument("--pull-mb", type=int, default=100, help="object size for the pull benchmark")
@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="pull repetitions (median)")
     parser.add_argument("--hits", type=int, default=500, help="cache-hit resolves (median)")
     parser.add_argument("--steps", type=int, default=60, help="steps for the no-upload baseline")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from rich.console import Console
     from rich.table import Table

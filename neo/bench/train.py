@@ -107,9 +107,7 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
             "step_s": seconds / max(1, timer.batches / accumulate), "peak_memory": peak}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from neo.data.sizes import check_16x9, format_size
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", help="conf/model preset (tiny, rtdetr_r18, rtdetr_r50, ...)")
@@ -124,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--num-classes", type=int, default=80)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from neo.data.sizes import check_16x9, format_size
+
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     size = check_16x9(args.size, key="--size")

@@ -1,7 +1,10 @@
-"""What a run shows a person: the resolved config as a rich tree, and the closing summary table."""
+"""What a run shows a person: the resolved config as a rich tree, the closing summary table, and the same
+figures as ``summary.json`` in the run folder (what the sweep summary of ``neo-train -m`` reads)."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,16 +48,69 @@ class TrainSummary:
     tensorboard_dir: Path | None = None
     run_dir: Path | None = None
     status: str = "finished"
+    resumed_from: Path | None = None   # the checkpoint fit started from (ckpt_path), None when fresh
+    start_epoch: int | None = None     # epoch / optimizer step stored in that checkpoint
+    start_step: int | None = None
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
-        for key in ("best_checkpoint", "last_checkpoint", "tensorboard_dir", "run_dir"):
+        for key in ("best_checkpoint", "last_checkpoint", "tensorboard_dir", "run_dir", "resumed_from"):
             out[key] = None if out[key] is None else str(out[key])
         return out
 
 
+SUMMARY_JSON = "summary.json"
+
+
+def summary_record(summary: TrainSummary | None, status: str | None = None, error: str | None = None,
+                   **context: object) -> dict:
+    """The ``summary.json`` document of a run (JSON-safe; non-finite numbers become null).
+
+    Keys: ``status`` (finished | interrupted | failed), ``error`` (``Type: message`` or null), the
+    :class:`TrainSummary` fields (``metrics`` holds the best validation's AP, AP50, ...; ``epochs``,
+    ``steps``, ``wall_time_s``, ``images_per_s``, checkpoints, ``resumed_from``/``start_epoch``/
+    ``start_step``) and any ``context`` given (``run_name``, ``overrides``).
+    """
+    record: dict = summary.as_dict() if summary is not None else {}
+    record["status"] = status or record.get("status") or "failed"
+    record["error"] = error
+    record.update(context)
+    return _json_safe(record)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@rank_zero_only
+def write_summary_json(run_dir: str | Path, record: dict) -> Path:
+    """Write ``<run_dir>/summary.json`` (rank zero only; the folder is created if needed)."""
+    path = Path(run_dir) / SUMMARY_JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return path
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _show(path: Path | None) -> str:
+    """A path as a user would type it: relative to the working directory when inside it."""
+    if path is None:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @rank_zero_only
@@ -63,7 +119,7 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     console = console or Console()
     table = Table(title=f"neo-train: {summary.status}", show_header=False, title_style="bold")
     table.add_column("what", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # paths wrap instead of being cut: they are meant to be copied
     metrics: Mapping[str, float] = summary.metrics
     table.add_row("AP (val, best)", _fmt(metrics.get("AP")))
     table.add_row("AP50 (val, best)", _fmt(metrics.get("AP50")))
@@ -71,8 +127,11 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     table.add_row("epochs / optimizer steps", f"{summary.epochs} / {summary.steps}")
     minutes, seconds = divmod(int(round(summary.wall_time_s)), 60)
     table.add_row("wall time", f"{minutes}m {seconds:02d}s")
-    table.add_row("best checkpoint", str(summary.best_checkpoint or "-"))
-    table.add_row("last checkpoint", str(summary.last_checkpoint or "-"))
-    table.add_row("TensorBoard", f"tensorboard --logdir {summary.tensorboard_dir}" if summary.tensorboard_dir else "-")
-    table.add_row("run folder", str(summary.run_dir or "-"))
+    table.add_row("best checkpoint", _show(summary.best_checkpoint))
+    table.add_row("last checkpoint", _show(summary.last_checkpoint))
+    table.add_row("TensorBoard", f"tensorboard --logdir {_show(summary.tensorboard_dir)}" if summary.tensorboard_dir else "-")
+    if summary.resumed_from is not None:
+        table.add_row("resumed from", f"{_show(summary.resumed_from)} (epoch {summary.start_epoch}, "
+                                      f"step {summary.start_step})")
+    table.add_row("run folder", _show(summary.run_dir))
     console.print(table)
