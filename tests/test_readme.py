@@ -75,3 +75,15 @@ def test_readme_command_is_valid(words: list[str], tmp_path: Path) -> None:
         importlib.import_module(ARGPARSE_COMMANDS[command]).build_parser().parse_args(args)
     else:
         pytest.fail(f"README shows {command}, which is not a neo console script")
+
+
+def test_every_test_the_readme_cites_exists() -> None:
+    """The Guarantees table names its proofs as `file.py::test_name`; each must be a test in tests/."""
+    tests_dir = README.parent / "tests"
+    cited = re.findall(r"([\w/]+\.py)::(\w+)", README.read_text())
+    assert len(cited) >= 20
+    for file_name, test_name in cited:
+        matches = [p for p in tests_dir.rglob(Path(file_name).name) if str(p).endswith(file_name)]
+        assert matches, f"README cites {file_name}, which is not under tests/"
+        assert any(re.search(rf"^def {test_name}\(", p.read_text(), flags=re.M) for p in matches), (
+            f"README cites {file_name}::{test_name}, which does not exist")

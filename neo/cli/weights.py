@@ -5,6 +5,7 @@
     neo-weights upload --framework ultralytics|timm|rtdetr|all [--dry-run]
     neo-weights push runs/x/checkpoints/last.ckpt [--as checkpoints/x-last.ckpt]
     neo-weights verify
+    neo-weights import rtdetr/rtdetr_r50vd_6x_coco [--out rtdetr_r50.ckpt] [--preset auto] [--state ema|model]
 Bucket and cache: --bucket/--prefix/--cache-dir, else $NEO_BUCKET / $NEO_CACHE_DIR, else ./data/bucket and
 ./data/cache (the defaults of conf/storage/local.yaml). Credentials come from the environment only.
 """
@@ -196,6 +197,62 @@ def cmd_verify(args, settings: StorageSettings, registry: Registry) -> int:
     return 1 if bad else 0
 
 
+def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
+    """Resolve SRC (path, URL, registry name), convert the official checkpoint, print the report."""
+    from neo.training.import_official import import_official
+
+    path = Path(args.src).expanduser()
+    if not path.is_file():
+        with transfer_progress() as progress:
+            try:
+                path = resolve(args.src, storage=settings, registry=registry,
+                               callback=RichCallback(progress, args.src))
+            except ResolveError as exc:
+                progress.console.print(f"[red]{exc}[/]")
+                return 1
+    out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
+    try:
+        result = import_official(path, out, preset=None if args.preset == "auto" else args.preset,
+                                 prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src)
+    except ValueError as exc:
+        print(f"neo-weights import: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if settings.bucket and settings.upload_origin:
+            from neo.storage.uploader import shared_uploader
+
+            shared_uploader().drain(settings.drain_timeout_s)
+    print_import_report(result, args.src, path, verbose=args.verbose)
+    return 0
+
+
+def print_import_report(result, identifier: str, source: Path, verbose: bool = False) -> None:
+    """Plain lines (readable in logs): architecture, what mapped per module, every rename and drop with its
+    reason, the normalisation, the file written and the next commands."""
+    arch, report = result.architecture, result.report
+    per_module = ", ".join(f"{module} {count}" for module, count in report.mapped_by_module().items())
+    lines = [
+        f"source: {identifier}" + (f" -> {source}" if str(source) != identifier else "") + f" ({report.source})",
+        f"architecture: RT-DETR {arch.version}, preset {result.preset}, {arch.num_classes} classes, "
+        f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
+        f"mapped: {len(report.mapped)} tensors, strict (no missing or unexpected keys): {per_module}",
+    ]
+    lines += [f"  {key}" for key in report.mapped] if verbose else []
+    lines.append(f"renamed: {len(report.renamed)}")
+    lines += [f"  {old} -> {new}" for old, new in report.renamed.items()]
+    lines.append(f"dropped: {len(report.dropped)}")
+    lines += [f"  {key}: {why}" for key, why in report.dropped.items()]
+    lines += [
+        "input normalisation: images / 255, no mean/std (official); model.net.pixel_mean/pixel_std = null",
+        f"wrote {result.output}",
+        f"  fine-tune: neo-train model={result.preset} pretrained={result.output} data=...  "
+        "(class heads re-initialised when data.num_classes differs)",
+        f"  evaluate:  neo-eval checkpoint={result.output} data=coco data.root=...",
+        f"  export:    neo-export onnx {result.output} --size 1920x1080",
+    ]
+    print("\n".join(lines))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-weights", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", default=os.environ.get("NEO_BUCKET", "data/bucket"),
@@ -217,10 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_key", default=None, help="object key under the prefix")
     p = sub.add_parser("verify", help="re-hash the cache and compare the bucket's sidecars")
     p.add_argument("--framework", default="all")
+    p = sub.add_parser("import", help="convert an official RT-DETR checkpoint (v1/v2) into a neo checkpoint")
+    p.add_argument("src", help="path, URL or registry name (e.g. rtdetr/rtdetr_r50vd_6x_coco)")
+    p.add_argument("--out", default=None, help="neo checkpoint to write [./<src stem>_neo.ckpt]")
+    p.add_argument("--preset", default="auto",
+                   help="neo preset to load into: auto (from the keys and shapes) | rtdetr_r18 | rtdetr_r34 | "
+                        "rtdetr_r50m | rtdetr_r50 | rtdetr_r101")
+    p.add_argument("--state", default="ema", choices=("ema", "model"),
+                   help="which weights: ema (ema.module when present, the official choice) or model")
+    p.add_argument("--verbose", action="store_true", help="also list every mapped key")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a full unpickle when a weights-only load refuses the file (trusted files only)")
     return parser
 
 
-COMMANDS = {"list": cmd_list, "pull": cmd_pull, "upload": cmd_upload, "push": cmd_push, "verify": cmd_verify}
+COMMANDS = {"list": cmd_list, "pull": cmd_pull, "upload": cmd_upload, "push": cmd_push, "verify": cmd_verify,
+            "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

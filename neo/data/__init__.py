@@ -7,7 +7,7 @@ Lightning nor cv2.
 from importlib import import_module
 
 _EXPORTS = {
-    "CocoDetection": "coco", "CorruptImageError": "coco", "collate_detection": "collate",
+    "CocoDetection": "coco", "CorruptImageError": "coco", "DatasetError": "coco", "collate_detection": "collate",
     "NeoDataModule": "datamodule", "EpochShuffleSampler": "sampler", "MultiScaleBatchSampler": "sampler",
     "check_16x9": "sizes", "check_sizes": "sizes", "ladder": "sizes", "nearest_16x9": "sizes",
     "parse_size": "sizes", "DetectionTransform": "transforms", "letterbox": "transforms",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import math
 from pathlib import Path
 
 import cv2
@@ -27,7 +29,12 @@ from neo.data.transforms import DetectionTransform
 log = logging.getLogger(__name__)
 
 
-class CorruptImageError(RuntimeError):
+class DatasetError(ValueError):
+    """The dataset on disk cannot be used as configured (malformed JSON, no usable annotations, an unreadable
+    image under ``on_bad_image=error`` ...); the message names the file and the fix."""
+
+
+class CorruptImageError(DatasetError, RuntimeError):
     """An image file is missing or cannot be decoded."""
 
 
@@ -39,6 +46,24 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise CorruptImageError(f"image file cannot be decoded (corrupt or not an image): {path}")
     return image
+
+
+def load_coco(annotation_file: Path) -> COCO:
+    """pycocotools index of a COCO JSON file; ValueError naming the file (and where it breaks) if malformed."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            return COCO(str(annotation_file))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"annotation file {annotation_file} is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}): "
+            f"it may be truncated. Fix: re-export or re-download it; `neo-data verify <dataset dir>` checks a dataset."
+        ) from None
+    except (AssertionError, KeyError, TypeError, AttributeError) as exc:  # wrong shape: a list, a bad record
+        raise DatasetError(
+            f"annotation file {annotation_file} is not a COCO detection file ({type(exc).__name__}: {exc}): it needs "
+            f"an object with 'images', 'annotations' and 'categories' lists. Fix: convert it to COCO format; "
+            f"`neo-data verify <dataset dir>` checks a dataset."
+        ) from None
 
 
 class CocoDetection(Dataset):
@@ -74,27 +99,34 @@ class CocoDetection(Dataset):
         self.transform = transform or DetectionTransform(train=False)
         self.on_bad_image = on_bad_image
         self.min_box_size = min_box_size
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            coco = COCO(str(self.annotation_file))
+        coco = load_coco(self.annotation_file)
         cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
         self.label_to_category_id: list[int] = [c["id"] for c in cats]
         self.class_names: list[str] = [c["name"] for c in cats]
         self.category_id_to_label = {cid: i for i, cid in enumerate(self.label_to_category_id)}
         ids = sorted(coco.imgs)
         if not ids:
-            raise ValueError(f"dataset is empty: {self.annotation_file} lists no images.")
+            raise DatasetError(f"dataset is empty: {self.annotation_file} lists no images.")
+        unsized = [i for i in ids if not all(isinstance(coco.imgs[i].get(k), int) and coco.imgs[i][k] > 0
+                                             for k in ("width", "height"))]
+        if unsized:
+            raise DatasetError(
+                f"{self.annotation_file}: {len(unsized)} image record(s) lack a positive integer width/height "
+                f"(e.g. id {unsized[0]}: {coco.imgs[unsized[0]]}). Fix the JSON or run `neo-data verify`."
+            )
         ids = self._drop_missing(coco, ids)
         targets = [self._load_target(coco, i) for i in ids]
         # Flat numpy arrays instead of per-image Python objects: DataLoader workers share these pages
         # instead of copying them on access (the refcount copy-on-read that grows host RAM).
         self.ids = np.asarray(ids, dtype=np.int64)
         self._files = np.asarray([coco.imgs[i]["file_name"] for i in ids], dtype=np.str_)
+        self._sizes = np.asarray([(coco.imgs[i]["height"], coco.imgs[i]["width"]) for i in ids], dtype=np.int64)
         self._boxes = np.concatenate([t[0] for t in targets]).astype(np.float32).reshape(-1, 4)
         self._labels = np.concatenate([t[1] for t in targets]).astype(np.int64)
         self._offsets = np.cumsum([0] + [len(t[1]) for t in targets]).astype(np.int64)
         self.num_degenerate_dropped = sum(t[2] for t in targets)
         if self.num_degenerate_dropped:
-            log.warning("%s: dropped %d degenerate boxes (size < %s px after clipping to the image)",
+            log.warning("%s: dropped %d degenerate boxes (size < %s px after clipping to the image, or not finite)",
                         self.annotation_file.name, self.num_degenerate_dropped, min_box_size)
 
     def _drop_missing(self, coco: COCO, ids: list[int]) -> list[int]:
@@ -113,12 +145,17 @@ class CocoDetection(Dataset):
         gone = set(missing)
         kept = [i for i in ids if i not in gone]
         if not kept:
-            raise ValueError(f"dataset is empty: no image listed in {self.annotation_file} exists in {self.image_dir}.")
+            raise DatasetError(f"dataset is empty: no image listed in {self.annotation_file} exists in {self.image_dir}.")
         return kept
 
     @property
     def num_classes(self) -> int:
         return len(self.label_to_category_id)
+
+    @property
+    def num_boxes(self) -> int:
+        """Boxes kept for training/evaluation (crowd and degenerate ones excluded)."""
+        return len(self._labels)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,12 +169,22 @@ class CocoDetection(Dataset):
             if ann.get("iscrowd", 0):
                 continue
             if ann["category_id"] not in self.category_id_to_label:
-                raise ValueError(
+                raise DatasetError(
                     f"{self.annotation_file}: annotation id {ann.get('id')} on image {image_id} uses "
                     f"category_id {ann['category_id']}, which is not in 'categories' "
                     f"({self.label_to_category_id}). Fix the JSON or run `neo-data verify`."
                 )
-            x, y, bw, bh = (float(v) for v in ann["bbox"])
+            try:
+                x, y, bw, bh = (float(v) for v in ann["bbox"])
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation id {ann.get('id')} on image {image_id} has bbox "
+                    f"{ann.get('bbox')!r}; COCO boxes are [x, y, width, height] in pixels. Fix the JSON or run "
+                    f"`neo-data verify`."
+                ) from None
+            if not all(math.isfinite(v) for v in (x, y, bw, bh)):
+                dropped += 1
+                continue
             x0, y0 = min(max(x, 0.0), w), min(max(y, 0.0), h)
             x1, y1 = min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)
             if x1 - x0 < self.min_box_size or y1 - y0 < self.min_box_size:
@@ -164,6 +211,11 @@ class CocoDetection(Dataset):
             i = (index + attempt) % len(self.ids)
             try:
                 image = read_image(self.image_path(i))
+                if tuple(image.shape[:2]) != tuple(self._sizes[i]):
+                    raise CorruptImageError(
+                        f"image file is {image.shape[0]}x{image.shape[1]} (h x w) but {self.annotation_file.name} "
+                        f"says {self._sizes[i][0]}x{self._sizes[i][1]}, so its boxes would be misplaced: "
+                        f"{self.image_path(i)}")
             except CorruptImageError as err:
                 if self.on_bad_image == "error":
                     raise CorruptImageError(f"{err} (set data.on_bad_image=skip to skip such images)") from None

@@ -20,7 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from neo.data.coco import CocoDetection
+from neo.data.coco import CocoDetection, DatasetError
 from neo.data.collate import collate_detection
 from neo.data.sampler import EpochShuffleSampler, MultiScaleBatchSampler
 from neo.data.sizes import check_16x9, check_sizes, ladder
@@ -148,10 +148,19 @@ class NeoDataModule(pl.LightningDataModule):
             ds = CocoDetection(images, annotations, size=self.eval_size, transform=transform,
                                on_bad_image=self.on_bad_image, min_box_size=self.min_box_size)
             if self.expected_num_classes is not None and ds.num_classes != self.expected_num_classes:
-                raise ValueError(
+                raise DatasetError(
                     f"data.num_classes={self.expected_num_classes} but {annotations} has {ds.num_classes} "
                     f"categories ({ds.class_names}); set data.num_classes={ds.num_classes}."
                 )
+            if ds.num_boxes == 0:
+                dropped = f" ({ds.num_degenerate_dropped} degenerate boxes dropped)" if ds.num_degenerate_dropped else ""
+                if train:
+                    raise DatasetError(
+                        f"{annotations} has {len(ds)} images but no usable annotations{dropped}: training would "
+                        f"learn nothing. Fix: point data.train_annotations at the annotated file (crowd boxes do not "
+                        f"count); `neo-data verify {self.root}` checks a dataset."
+                    )
+                log.warning("%s has no usable annotations%s: its AP is undefined (reported as 0).", annotations, dropped)
             self.datasets[split] = ds
         return self.datasets[split]
 

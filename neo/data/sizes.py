@@ -37,7 +37,7 @@ def parse_size(value: object, key: str = "size") -> tuple[int, int]:
             width, height = (int(p) for p in parts)
             return _positive((height, width), key, value)
         raise ValueError(
-            f"{key}={value!r} is not a size: write a name ({', '.join(NAMED_SIZES)}), "
+            f"{key}={value!r} is not a size. Fix: write a name ({', '.join(NAMED_SIZES)}), "
             f"'WIDTHxHEIGHT' such as '1920x1080', or a [height, width] list such as [1080, 1920]."
         )
     if isinstance(value, Sequence) or _is_list_like(value):
@@ -45,7 +45,7 @@ def parse_size(value: object, key: str = "size") -> tuple[int, int]:
         if len(items) == 2 and all(_is_int_like(v) for v in items):
             return _positive((int(items[0]), int(items[1])), key, value)
     raise ValueError(
-        f"{key}={value!r} is not a size: expected [height, width] (e.g. [1080, 1920]), "
+        f"{key}={value!r} is not a size. Fix: use [height, width] (e.g. [1080, 1920]), "
         f"'1920x1080' or a name such as '1080p'."
     )
 
@@ -110,7 +110,7 @@ def ladder(base: object, scales: Iterable[float], key: str = "resolution") -> li
 
 def _positive(size: tuple[int, int], key: str, value: object) -> tuple[int, int]:
     if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"{key}={value!r}: height and width must be positive.")
+        raise ValueError(f"{key}={value!r}: height and width must be positive. Fix: use e.g. '1920x1080'.")
     return size
 
 

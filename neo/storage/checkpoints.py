@@ -23,7 +23,7 @@ from typing import Any
 
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
-from neo.storage.errors import classify
+from neo.storage.errors import Attempt, ResolveError, classify
 from neo.storage.resolver import is_url, resolve
 from neo.storage.settings import StorageSettings, check_key
 from neo.storage.uploader import BackgroundUploader
@@ -49,12 +49,16 @@ class CheckpointSync(_WrappingCheckpointIO):
         self.storage = storage
         self.run_name = check_key(run_name)
         self.drain_timeout_s = storage.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
-        self.uploader = BackgroundUploader(retries=storage.retries if retries is None else retries,
-                                           backoff_s=max(storage.backoff_s, 0.1), name="neo-ckpt-sync")
+        self.retries = storage.retries if retries is None else retries
+        self.uploader = self._new_uploader()
         self.protected: set[str] = set()  # file names never deleted (the checkpoint resumed from)
         self.unsynced: list[str] = []
         self._fs_root = None
         self._cleaned: set[Path] = set()
+
+    def _new_uploader(self) -> BackgroundUploader:
+        return BackgroundUploader(retries=self.retries, backoff_s=max(self.storage.backoff_s, 0.1),
+                                  name="neo-ckpt-sync", timeout_s=self.storage.upload_timeout_s)
 
     # -- remote locations --------------------------------------------------------------------------
     @property
@@ -75,7 +79,7 @@ class CheckpointSync(_WrappingCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
         local = Path(os.fspath(path))
-        if is_url(str(path)) or not local.is_file():
+        if is_url(str(path)) or not local.is_file() or is_transient(local.name):
             return
         try:
             remote = self._remote(local.name)
@@ -93,6 +97,8 @@ class CheckpointSync(_WrappingCheckpointIO):
             log.info("Keeping %s: this run resumed from it.", name)
             return
         self.checkpoint_io.remove_checkpoint(path)
+        if is_transient(name):
+            return
         try:
             remote = self._remote(name)
             if remote is not None:
@@ -102,8 +108,22 @@ class CheckpointSync(_WrappingCheckpointIO):
             log.error("Could not queue remote delete of %s (%s: %s)", name, classify(exc), exc)
 
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.protected.add(Path(os.fspath(path)).name)
+        name = Path(os.fspath(path)).name
+        if not is_transient(name):
+            self.protected.add(name)
         return self.checkpoint_io.load_checkpoint(path, *args, **kwargs)
+
+    # -- pickling (ddp_spawn sends the Trainer's plugins to its worker processes) -----------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the upload thread and the bucket connection; each process makes its own."""
+        state = dict(self.__dict__)
+        state["uploader"] = None
+        state["_fs_root"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.uploader = self._new_uploader()
 
     def teardown(self) -> None:
         """Drain the upload queue (bounded); warn about and remember anything not synced."""
@@ -128,6 +148,12 @@ class CheckpointSync(_WrappingCheckpointIO):
         return staged
 
 
+def is_transient(name: str) -> bool:
+    """Hidden files (Lightning's ``.temp*.ckpt`` hand-over between spawned processes) are neither uploaded
+    nor protected from deletion."""
+    return name.startswith(".")
+
+
 def _order(name: str, when: float) -> tuple[int, int, bool, float]:
     """Sort key: whole second (bucket LastModified has 1 s resolution), then Lightning's ``step=N``, then
     ``last*.ckpt`` before other names saved in the same second, then exact time."""
@@ -148,6 +174,8 @@ def locate_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: 
 
     A name present both locally and in the bucket is taken locally. Order: modification time (local mtime,
     bucket LastModified) to the second, then the ``step=N`` in Lightning's file names, then exact time.
+    If the bucket cannot be listed (network, credentials) and there is no local checkpoint, raises
+    ResolveError rather than answering "none": a fresh start would later overwrite the bucket's checkpoints.
     """
     check_key(run_name)
     candidates: dict[str, tuple[tuple[int, int, bool, float], str]] = {}
@@ -167,6 +195,11 @@ def locate_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: 
         except FileNotFoundError:
             pass
         except Exception as exc:  # noqa: BLE001 - a bucket outage must not block a local resume
+            if not candidates:  # the bucket is the only place a checkpoint could be: do not guess "none"
+                raise ResolveError(f"ckpt_path=auto (run {run_name})", [
+                    Attempt(str(local_dir or "(no local checkpoint folder)"), "no checkpoint"),
+                    Attempt(settings.url(key), classify(exc), f"{type(exc).__name__}: {exc}".splitlines()[0][:200]),
+                ], settings.protocol) from exc
             log.warning("Could not list %s (%s: %s); using local checkpoints only.",
                         settings.url(key), classify(exc), exc)
     if not candidates:

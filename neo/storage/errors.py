@@ -41,6 +41,23 @@ def classify(exc: BaseException) -> str:
 TRANSIENT = {"network", "corrupt", "error"}
 
 
+def access_hint(exc: BaseException | str, protocol: str | None) -> str:
+    """How to fix a failed bucket access, naming the variables to check (never their values); "" if unknown."""
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    reason = classify(exc) if not isinstance(exc, str) else ""
+    if "NoSuchBucket" in text or "bucket does not exist" in text:
+        return ("The bucket does not exist: create it, or fix storage.bucket (the NEO_BUCKET environment variable "
+                "sets it in storage=r2/b2/s3).")
+    if reason in ("no credentials", "access denied") or any(
+            s in text for s in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoCredentials")):
+        missing = missing_credentials(protocol)
+        hint = CREDENTIAL_HINTS.get(protocol or "", "the provider's credential variables")
+        if missing:
+            return f"No credentials for {protocol} in the environment ({', '.join(missing)} unset): set {hint}."
+        return f"The bucket refused the credentials: check {hint} in the environment."
+    return ""
+
+
 @dataclass
 class Attempt:
     """One place the resolver looked and what happened there."""
@@ -71,5 +88,7 @@ class ResolveError(FileNotFoundError):
             lines.append("Offline mode is on (NEO_OFFLINE=1 or storage.offline=true): unset it to download.")
         if "network" in outcomes:
             lines.append("The network failed: check connectivity/endpoint and retry.")
+        if any("NoSuchBucket" in a.detail or "bucket does not exist" in a.detail for a in attempts):
+            lines.append(access_hint("NoSuchBucket", protocol))
         lines.append("Or pass an existing local path.")
         super().__init__("\n".join(lines))

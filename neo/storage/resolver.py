@@ -226,4 +226,4 @@ def _try_bucket(settings: StorageSettings, key: str, target: Path, expected: str
 
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return text[:200]
+    return text[:400]  # room for a path and two sha256 digests

@@ -56,6 +56,8 @@ class StorageSettings:
     upload_origin: after fetching from an original source, upload to the bucket in the background.
     lock_timeout_s: how long to wait for another process downloading the same file.
     drain_timeout_s: bounded wait for background uploads at teardown / process exit.
+    upload_timeout_s: bound on one upload attempt to an S3-compatible bucket (then it is retried); None:
+        120 s plus 1 s per MiB. Without it a connection that dies mid-upload can hang the upload forever.
     storage_options: extra non-secret fsspec options for the bucket (e.g. ``endpoint_url`` for s3://).
     """
 
@@ -68,6 +70,7 @@ class StorageSettings:
     upload_origin: bool = True
     lock_timeout_s: float = 900.0
     drain_timeout_s: float = 120.0
+    upload_timeout_s: float | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -215,8 +215,13 @@ def upload(
     skip_if_same: bool = True,
     callback: Callback = DEFAULT_CALLBACK,
     digest: str | None = None,
+    timeout_s: float | None = None,
 ) -> bool:
-    """Upload ``local`` to ``rpath`` with a ``.sha256`` sidecar (and S3 metadata); False if it was already there."""
+    """Upload ``local`` to ``rpath`` with a ``.sha256`` sidecar (and S3 metadata); False if it was already there.
+
+    timeout_s: bound on the S3 transfer (None: 120 s + 1 s per MiB); FSTimeoutError when exceeded. A
+    connection that dies mid-PUT can otherwise leave aiohttp waiting forever for a '100 Continue'.
+    """
     digest = digest or cached_sha256(Path(local))
     if skip_if_same and remote_sha256(fs, rpath) == digest:
         try:
@@ -235,9 +240,13 @@ def upload(
             if os.path.exists(tmp):
                 os.unlink(tmp)
     elif isinstance(fs, S3FileSystem):
-        fs.put_file(str(local), rpath, callback=callback, Metadata={"sha256": digest})
+        timeout = timeout_s or 120 + Path(local).stat().st_size / 2**20
+        fs.put_file(str(local), rpath, callback=callback, Metadata={"sha256": digest}, timeout=timeout)
     else:
         fs.put_file(str(local), rpath, callback=callback)
-    fs.pipe_file(rpath + SIDECAR, sidecar_text(digest, os.path.basename(rpath)).encode())
+    if isinstance(fs, S3FileSystem):
+        fs.pipe_file(rpath + SIDECAR, sidecar_text(digest, os.path.basename(rpath)).encode(), timeout=timeout_s or 120)
+    else:
+        fs.pipe_file(rpath + SIDECAR, sidecar_text(digest, os.path.basename(rpath)).encode())
     fs.invalidate_cache(os.path.dirname(rpath))
     return True

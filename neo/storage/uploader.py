@@ -19,7 +19,7 @@ from pathlib import Path
 import fsspec
 import fsspec.asyn
 
-from neo.storage.errors import classify
+from neo.storage.errors import access_hint, classify
 from neo.storage.transfer import upload
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,10 @@ class _Job:
 class BackgroundUploader:
     """Upload and delete bucket objects on a daemon thread; failures are logged and retried."""
 
-    def __init__(self, retries: int = 4, backoff_s: float = 1.0, name: str = "neo-upload"):
+    def __init__(self, retries: int = 4, backoff_s: float = 1.0, name: str = "neo-upload",
+                 timeout_s: float | None = None):
         self.retries = retries
+        self.timeout_s = timeout_s  # per upload attempt (see neo.storage.transfer.upload)
         self.backoff_s = backoff_s
         self.name = name
         self._jobs: deque[_Job] = deque()
@@ -108,7 +110,7 @@ class BackgroundUploader:
         """True done, False given up, None retry."""
         try:
             if job.kind == "upload":
-                uploaded = upload(job.local, job.fs, job.rpath)
+                uploaded = upload(job.local, job.fs, job.rpath, timeout_s=self.timeout_s)
                 log.info("%s %s", "Uploaded" if uploaded else "Already in bucket:", job.label)
             else:
                 for path in (job.rpath, job.rpath + ".sha256"):
@@ -124,12 +126,15 @@ class BackgroundUploader:
         except Exception as exc:  # noqa: BLE001 - never let a bucket error reach training
             job.attempts += 1
             reason = classify(exc)
+            detail = str(exc) or type(exc).__name__  # FSTimeoutError (an upload bounded by timeout_s) has no text
             if job.attempts > self.retries:
-                log.error("Giving up %s of %s after %d attempts (%s: %s)", job.kind, job.label, job.attempts, reason, exc)
+                hint = access_hint(exc, job.label.split("://", 1)[0] if "://" in job.label else None)
+                log.error("Giving up %s of %s after %d attempts (%s: %s)%s", job.kind, job.label, job.attempts, reason,
+                          detail, f" {hint}" if hint else "")
                 self.failed.append(job.label)
                 self._cleanup(job)
                 return False
-            log.warning("%s of %s failed (%s: %s); retry %d/%d", job.kind.capitalize(), job.label, reason, exc,
+            log.warning("%s of %s failed (%s: %s); retry %d/%d", job.kind.capitalize(), job.label, reason, detail,
                         job.attempts, self.retries)
             return None
 

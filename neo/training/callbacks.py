@@ -125,3 +125,17 @@ class DataEpochHook(Callback):
         if callable(hook):
             max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
             hook(trainer.current_epoch, max_epochs=max_epochs)
+
+
+class FitStartRecorder(Callback):
+    """Remembers the epoch and optimizer step at which fit starts training, after any checkpoint restore.
+
+    ``epoch``/``step`` stay None until training starts; on a resumed run they show where it continued.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.step: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch, self.step = trainer.current_epoch, trainer.global_step

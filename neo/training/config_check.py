@@ -162,17 +162,15 @@ def check_accelerator(cfg):
 
 
 def check_ddp_multirun(cfg):
-    strategy = str(_get(cfg, "trainer.strategy", "auto"))
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
+    """-m with a DDP strategy that re-runs the command (the rule lives in neo.training.launch_check)."""
+    from neo.sweeps.job import current_job
+    from neo.training.launch_check import LaunchError, check_multirun_launch
 
-        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:  # noqa: BLE001 - outside a Hydra app
-        multirun = False
-    if multirun and strategy.startswith("ddp") and not strategy.startswith("ddp_spawn"):
-        return _msg("trainer.strategy", strategy, "with a -m/--multirun sweep re-runs the whole sweep in every rank",
-                    "use trainer.strategy=ddp_spawn for sweeps, or hydra/launcher=submitit_slurm")
+    if current_job().multirun:
+        try:
+            check_multirun_launch(cfg)
+        except LaunchError as exc:
+            return str(exc)
 
 
 # ------------------------------------------------------------------ data
@@ -248,6 +246,75 @@ def check_num_classes(cfg):
                     "leave model.net.num_classes=${data.num_classes}")
 
 
+def check_on_bad_image(cfg):
+    value = _get(cfg, "data.on_bad_image", "error")
+    if value not in ("skip", "error"):
+        return _msg("data.on_bad_image", value, "is not a policy",
+                    "use 'skip' (warn and serve the next image) or 'error' (stop, naming the file)")
+
+
+def check_min_box_size(cfg):
+    value = _get(cfg, "data.min_box_size", 1.0)
+    if not isinstance(value, (int, float)) or value < 0:
+        return _msg("data.min_box_size", value, "must be a number >= 0 (pixels)",
+                    "use 1.0 (boxes thinner than 1 px are dropped)")
+
+
+# ------------------------------------------------------------------ storage
+BUCKET_SCHEMES = ("r2", "b2", "s3", "file")
+
+
+def check_storage_choice(cfg):
+    """``storage`` is an optional group: Hydra silently drops an option that does not exist (storage=gcs)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choice = HydraConfig.get().runtime.choices.get("storage") if HydraConfig.initialized() else None
+    except Exception:  # noqa: BLE001 - outside a Hydra app
+        return None
+    if choice in (None, "null") or _get(cfg, "storage", None) is not None:
+        return None
+    from importlib.resources import files
+
+    options = sorted(p.name.removesuffix(".yaml") for p in (files("conf") / "storage").iterdir()
+                     if p.name.endswith(".yaml"))
+    return _msg("storage", choice, "is not a storage option, so the run would have no bucket",
+                f"use one of {', '.join(options)} (then storage.bucket=r2://<name> etc.)")
+
+
+def check_storage(cfg):
+    storage = _get(cfg, "storage", None)
+    if storage is None:
+        return None
+    from neo.storage.settings import _SECRET_OPTIONS, StorageSettings
+
+    errors = []
+    unknown = sorted(set(storage) - set(StorageSettings.__dataclass_fields__))
+    if unknown:
+        errors.append(f"storage has unknown key(s) {unknown}. Fix: remove them; valid keys are "
+                      f"{sorted(StorageSettings.__dataclass_fields__)}.")
+    bucket = storage.get("bucket")
+    if bucket is not None and not isinstance(bucket, str):
+        errors.append(_msg("storage.bucket", bucket, "is not a URL or folder", "use e.g. r2://my-bucket or a folder"))
+    elif bucket and "://" in bucket and bucket.split("://", 1)[0] not in BUCKET_SCHEMES:
+        errors.append(_msg("storage.bucket", bucket, f"uses an unknown storage scheme {bucket.split('://', 1)[0]!r}",
+                           "use r2://<bucket> (storage=r2), b2://<bucket> (storage=b2), s3://<bucket> (storage=s3), "
+                           "file:///dir or a local folder"))
+    for key, low, example in (("retries", 0, 3), ("backoff_s", 0, 0.5), ("drain_timeout_s", 0, 120),
+                              ("lock_timeout_s", 1e-9, 900), ("upload_timeout_s", 1e-9, 600)):
+        value = storage.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < low):
+            errors.append(_msg(f"storage.{key}", value, f"must be a number {'>' if low else '>='} 0",
+                               f"use e.g. storage.{key}={example}"))
+    options = storage.get("storage_options") or {}
+    secret = sorted(k for k in options if str(k).lower() in _SECRET_OPTIONS)
+    if secret:  # never echo the value of a secret
+        errors.append(f"storage.storage_options holds secret option(s) {secret} (values not shown). Fix: remove them "
+                      f"and set credentials in the environment (R2_ACCESS_KEY_ID/R2_SECRET_ACCESS_KEY, "
+                      f"B2_APPLICATION_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).")
+    return " ".join(errors) or None
+
+
 # ------------------------------------------------------------------ run
 def check_run_name(cfg):
     name = str(_get(cfg, "run_name", "default"))
@@ -279,6 +346,17 @@ def check_ckpt_path(cfg):
                     "give an existing .ckpt, a bucket URL, a bare filename from the bucket, or ckpt_path=auto")
 
 
+def check_pretrained(cfg):
+    value = _get(cfg, "pretrained", None)
+    if not value:
+        return None
+    value = str(value)
+    looks_local = value.startswith(("/", "./", "../", "~")) and "://" not in value
+    if looks_local and not Path(value).expanduser().is_file():
+        return _msg("pretrained", value, "is not a file",
+                    "give an existing .pth/.ckpt, a bucket URL, a registry name (neo-weights list) or null")
+
+
 def check_ema(cfg):
     ema = _get(cfg, "callbacks.ema", None)
     if ema is None:
@@ -292,8 +370,9 @@ RULES: list[Callable[[DictConfig], str | None]] = [
     check_lr, check_weight_decay, check_backbone_lr, check_betas, check_schedule_name, check_warmup,
     check_milestones, check_gamma, check_min_lr_ratio, check_precision, check_accumulate, check_epochs,
     check_clip, check_val_cadence, check_accelerator, check_ddp_multirun, check_batch_size, check_train_scales, check_no_aug_epochs, check_workers,
-    check_sizes_16x9, check_dataset_paths, check_num_classes, check_run_name, check_seed, check_torch_threads, check_ckpt_path,
-    check_ema,
+    check_sizes_16x9, check_dataset_paths, check_num_classes, check_on_bad_image, check_min_box_size, check_storage_choice,
+    check_storage,
+    check_run_name, check_seed, check_torch_threads, check_ckpt_path, check_pretrained, check_ema,
 ]
 
 

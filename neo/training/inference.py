@@ -53,14 +53,17 @@ def load_checkpoint_module(path: str | Path, weights: str = "ema") -> RTDETRModu
     hparams["model"] = _drop_pretrained(hparams["model"])
     module = RTDETRModule(**hparams)
     has_ema = "current_model_state" in ckpt
+    imported = ckpt.get("neo_import") or {}  # written by `neo-weights import`: one set of weights
     if weights == "raw" and has_ema:
         state = ckpt["current_model_state"]
     else:
-        if weights == "ema" and not has_ema:
+        if weights == "ema" and not has_ema and not imported:
             log.warning("%s was trained without EMA: evaluating its raw weights", path)
         state = ckpt["state_dict"]
     module.load_state_dict(state)
     module.loaded_weights = "ema" if (weights == "ema" and has_ema) else "raw"
+    if imported:
+        module.loaded_weights = "ema" if imported.get("state") == "ema.module" else "raw"
     module.checkpoint_epoch = int(ckpt.get("epoch", -1))
     module.checkpoint_step = int(ckpt.get("global_step", -1))
     return module.eval()

@@ -186,7 +186,12 @@ class RTDETRModule(pl.LightningModule):
         checkpoint["neo_rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore validation history and RNG states (denoising noise), so a resumed run continues exactly."""
+        """Refuse a checkpoint of another model (one paragraph naming the mismatched keys), then restore
+        validation history and RNG states (denoising noise), so a resumed run continues exactly."""
+        from neo.training.checkpoints import check_state_dict_fits
+
+        path = self._trainer.ckpt_path if self._trainer is not None else None
+        check_state_dict_fits(self.state_dict(), checkpoint, path, (self.hparams.get("model") or {}).get("name"))
         self.metrics_history = list(checkpoint.get("neo_metrics_history", []))
         if "neo_rng_states" in checkpoint:
             set_rng_states(checkpoint["neo_rng_states"])

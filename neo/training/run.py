@@ -21,10 +21,16 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from neo.training.callbacks import InterruptCheckpoint, TrainSpeedMonitor
+from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
 from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
-from neo.training.config_check import check_config
+from neo.training.config_check import ConfigError, check_config
 from neo.training.module import NonFiniteLossError, RTDETRModule
+from neo.training.pretrained import (
+    fit_normalisation,
+    load_detector_weights,
+    log_report,
+    read_detector_weights,
+)
 from neo.training.report import TrainSummary, print_config_tree
 
 log = logging.getLogger(__name__)
@@ -58,37 +64,37 @@ def resolve_pretrained(model_cfg: dict, storage_cfg: Any) -> dict:
 
 
 def build_module(cfg: DictConfig) -> RTDETRModule:
-    """The LightningModule of a run config (pretrained identifiers resolved to local files)."""
+    """The LightningModule of a run config (pretrained identifiers resolved to local files).
+
+    With ``pretrained=`` the whole detector starts from that checkpoint (neo or official RT-DETR); the
+    input normalisation of ``cfg.model`` is first set to the one the weights were trained with.
+    """
     model_cfg = resolve_pretrained(plain(cfg.model), cfg.get("storage"))
     run_config = plain(cfg)
+    weights = None
+    if cfg.get("pretrained"):
+        weights_file = resolve_identifier(str(cfg.pretrained), cfg.get("storage"))
+        try:
+            weights = read_detector_weights(weights_file)
+        except ValueError as exc:  # unreadable/truncated file, unknown layout: one paragraph, no traceback
+            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        note = fit_normalisation(model_cfg, weights)
+        if note:
+            fit_normalisation(run_config["model"], weights)
+            log.warning(note)
     module = RTDETRModule(
         model=model_cfg,
         optim=plain(cfg.optim),
         channels_last=bool(cfg.get("channels_last", False)),
         run_config=run_config,
     )
-    if cfg.get("pretrained"):
-        load_detector_weights(module, str(cfg.pretrained), cfg.get("storage"))
+    if weights is not None:
+        try:
+            report = load_detector_weights(module.net, weights)
+        except ValueError as exc:  # weights of another preset: the message names the right one
+            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        log_report(str(cfg.pretrained), weights, report)
     return module
-
-
-def load_detector_weights(module: RTDETRModule, identifier: str, storage_cfg: Any) -> None:
-    """Initialise the whole detector from a neo checkpoint (EMA weights) or an official RT-DETR checkpoint.
-
-    Class-dependent heads whose shape differs (another class count) keep their fresh initialisation;
-    the report of what was loaded, renamed, dropped and re-initialised is logged.
-    """
-    from neo.models.rtdetr.convert import load_converted, load_official
-
-    path = resolve_identifier(identifier, storage_cfg)
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if isinstance(state, dict) and state and all(k.startswith(("net.", "criterion.", "postprocessor.")) for k in state):
-        net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-        report = load_converted(module.net, net_state)
-    else:
-        report = load_official(module.net, checkpoint)
-    log.info("pretrained=%s (%s):\n%s", identifier, path, report.summary())
 
 
 def checkpoint_plugins(cfg: DictConfig) -> list[Any]:
@@ -138,6 +144,7 @@ def train(cfg: DictConfig) -> TrainSummary:
     module = build_module(cfg)
     loggers = instantiate_each(cfg.get("logger"))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
+    callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
     trainer = build_trainer(cfg, callbacks, loggers)
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), str(cfg.run_name), cfg.paths.checkpoint_dir, cfg.get("storage"))
 
@@ -156,6 +163,10 @@ def train(cfg: DictConfig) -> TrainSummary:
     finally:
         summary.wall_time_s = time.perf_counter() - start
         _fill_summary(summary, trainer, module, callbacks)
+        if ckpt:
+            summary.resumed_from = Path(ckpt)
+        if _ranks_ran_in_children(trainer):  # ddp_spawn / ddp_fork: this process only launched them
+            _recover_from_checkpoints(summary, trainer, Path(cfg.paths.checkpoint_dir))
     if cfg.get("test_after_fit") and summary.best_checkpoint:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=str(summary.best_checkpoint))
         summary.metrics.update({k.replace("test/", "test_"): v for k, v in (results[0] if results else {}).items()})
@@ -166,7 +177,11 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     summary.epochs = trainer.current_epoch
     summary.steps = trainer.global_step
     speed = _find(callbacks, TrainSpeedMonitor)
-    summary.images_per_s = speed.mean_images_per_s if speed else 0.0
+    # every rank trains on its own shard of each step's images at the same pace: total = per-rank x ranks
+    summary.images_per_s = (speed.mean_images_per_s if speed else 0.0) * max(1, trainer.world_size)
+    started = _find(callbacks, FitStartRecorder)
+    if started is not None and started.step is not None:
+        summary.start_epoch, summary.start_step = started.epoch, started.step
     for checkpoint in (c for c in callbacks if isinstance(c, ModelCheckpoint)):
         path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
         if checkpoint.monitor:
@@ -180,3 +195,35 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     summary.metrics = dict(best_epoch)
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     summary.tensorboard_dir = Path(tb.log_dir) if tb is not None else None
+
+
+def _ranks_ran_in_children(trainer: pl.Trainer) -> bool:
+    """True when a multiprocessing launcher (spawn/fork) ran fit in child processes."""
+    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+
+
+def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkpoint_dir: Path) -> None:
+    """Fill the figures of a run whose ranks trained in child processes (``ddp_spawn``/``ddp_fork``).
+
+    Lightning hands the parent only the best checkpoint path, the final weights and the last logged
+    metrics; epochs, steps and the validation history come from the newest checkpoint of the run (the
+    last logged val metrics when there is none).
+    """
+    from neo.training.checkpoints import newest_local_checkpoint
+
+    logged = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    path = newest_local_checkpoint(checkpoint_dir)
+    if path is None:  # no checkpoints (debug=fast): the last validation is all there is
+        summary.metrics = logged
+        return
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    summary.epochs = int(checkpoint.get("epoch", 0)) + 1
+    summary.steps = int(checkpoint.get("global_step", 0))
+    history = checkpoint.get("neo_metrics_history") or []
+    summary.metrics = dict(max(history, key=lambda m: m.get("AP", -1.0), default={}))
+    summary.last_checkpoint = summary.last_checkpoint or path
+    images_per_s = trainer.callback_metrics.get("train/epoch_images_per_s")
+    if images_per_s is not None:
+        summary.images_per_s = float(images_per_s) * max(1, trainer.world_size)

@@ -226,6 +226,7 @@ def test_eight_processes_download_once(tmp_path, endpoint):
     assert all(p.returncode == 0 for p in procs)
     assert {tuple(o) for o in outs} == {(str(settings.cache_dir / "checkpoints" / "shared.ckpt"), sha(data))}
     assert endpoint.gets("/" + rpath) == 1
+    assert [p.name for p in (settings.cache_dir / "checkpoints").iterdir() if p.name.endswith(".part")] == []
 
 
 def test_protocol_roundtrip_is_fsspec_url(endpoint):

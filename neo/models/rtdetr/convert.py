@@ -11,6 +11,7 @@ Any other key that the target model does not have is an error, never a silent sk
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,32 +46,85 @@ class ConversionReport:
     dropped: dict[str, str] = field(default_factory=dict)  # official key -> reason
     reinitialised: list[str] = field(default_factory=list)  # class-dependent keys left at neo's init
     num_classes: int | None = None  # class count of the checkpoint
+    target_num_classes: int | None = None  # class count of the model it was loaded into
     derived: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)  # dropped derived buffers
 
+    def mapped_by_module(self) -> dict[str, int]:
+        """Loaded tensors per top-level module, e.g. {"backbone": 102, "encoder": 87, "decoder": 171}."""
+        counts: dict[str, int] = {}
+        for key in self.mapped:
+            top = key.split(".", 1)[0]
+            counts[top] = counts.get(top, 0) + 1
+        return counts
+
     def summary(self) -> str:
-        lines = [f"source: {self.source}; {len(self.mapped)} tensors loaded, {len(self.renamed)} renamed, "
-                 f"{len(self.dropped)} dropped, {len(self.reinitialised)} re-initialised"]
+        """Multi-line text: counts, then one line per renamed, dropped and re-initialised key."""
+        per_module = ", ".join(f"{k} {n}" for k, n in self.mapped_by_module().items())
+        lines = [f"source: {self.source}; {len(self.mapped)} tensors loaded ({per_module}), "
+                 f"{len(self.renamed)} renamed, {len(self.dropped)} dropped, "
+                 f"{len(self.reinitialised)} re-initialised"]
         lines += [f"  renamed {a} -> {b}" for a, b in self.renamed.items()]
         lines += [f"  dropped {k}: {why}" for k, why in self.dropped.items()]
-        lines += [f"  re-initialised {k} (class count {self.num_classes} -> new)" for k in self.reinitialised]
+        lines += [f"  re-initialised {k}: class count {self.num_classes} -> {self.target_num_classes}"
+                  for k in self.reinitialised]
         return "\n".join(lines)
 
 
-def extract_state_dict(checkpoint: dict | str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Pick the weights of an official checkpoint: `ema.module` when present, else `model`, else the
-    dict itself. Returns (state_dict, source)."""
+def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict:
+    """torch.load a checkpoint file on the CPU, safely (``weights_only=True``) unless ``trust_pickle``.
+
+    Raises ValueError naming the file and the fix when the file holds pickled objects other than
+    tensors and plain containers.
+    """
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path} holds pickled Python objects that a weights-only load refuses ({str(exc).splitlines()[0]}). "
+            "If you trust the file, allow a full unpickle (neo-weights import --trust-pickle)."
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:  # truncated zip, garbage bytes, unreadable file
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {reason}); it is probably "
+            "truncated (an interrupted copy or download). Fetch it again, or delete it from the cache so the "
+            "resolver downloads it anew."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+
+def extract_state_dict(
+    checkpoint: dict | str | Path, prefer: str = "ema"
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Pick the weights of an official checkpoint. Returns (state_dict, source).
+
+    prefer: "ema" = `ema.module` when present, else `model` (the official loaders' choice);
+        "model" = `model` when present, else `ema.module`. A bare state dict is used as is ("state_dict").
+    """
+    if prefer not in ("ema", "model"):
+        raise ValueError(f"prefer={prefer!r} is unknown: use 'ema' or 'model'")
     if isinstance(checkpoint, str | Path):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(checkpoint)
     if not isinstance(checkpoint, dict):
         raise ValueError(f"expected a checkpoint dict, got {type(checkpoint).__name__}")
     ema = checkpoint.get("ema")
-    if isinstance(ema, dict) and isinstance(ema.get("module"), dict):
-        return dict(ema["module"]), "ema.module"
-    if isinstance(checkpoint.get("model"), dict):
-        return dict(checkpoint["model"]), "model"
+    found = {}
+    if isinstance(ema, dict) and isinstance(ema.get("module"), dict) and ema["module"]:
+        found["ema.module"] = ema["module"]
+    if isinstance(checkpoint.get("model"), dict) and checkpoint["model"]:
+        found["model"] = checkpoint["model"]
+    order = ("ema.module", "model") if prefer == "ema" else ("model", "ema.module")
+    for source in order:
+        if source in found:
+            return dict(found[source]), source
     if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return dict(checkpoint), "state_dict"
-    raise ValueError(f"no state dict found in checkpoint (top-level keys: {sorted(checkpoint)[:10]})")
+    raise ValueError(
+        f"no state dict found in checkpoint (top-level keys: {sorted(checkpoint)[:10]}); expected an official "
+        "RT-DETR .pth with 'model' and/or 'ema': {'module': ...}, or a bare state dict"
+    )
 
 
 def convert_state_dict(official: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], ConversionReport]:
@@ -96,17 +150,53 @@ def convert_state_dict(official: dict[str, torch.Tensor]) -> tuple[dict[str, tor
     return out, report
 
 
-def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
-    """Name of the neo preset whose architecture matches an (official or neo) state dict."""
-    sd = convert_state_dict(state_dict)[0]
+@dataclass(frozen=True)
+class OfficialArchitecture:
+    """What an official (or neo) RT-DETR state dict is, read from its keys and shapes."""
+
+    preset: str  # matching neo preset (conf/model/<preset>.yaml)
+    version: str  # "v1" or "v2" (v2 stores anchors / valid_mask / num_points_scale, enc_output.proj)
+    num_classes: int  # rows of the class heads
+    num_decoder_layers: int
+
+
+V2_MARKERS = re.compile(r"^decoder\.(anchors|valid_mask|enc_output\.proj\..*|decoder\.layers\.\d+\.cross_attn\.num_points_scale)$")
+
+
+def detect_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitecture:
+    """Preset, version, class count and decoder depth of an official or neo RT-DETR state dict.
+
+    Backbone depth from the blocks of stage 3 and the presence of bottleneck convs (R18: 2 basic blocks,
+    R34: 6 basic, R50: 6 bottleneck, R101: 23 bottleneck); R50-m from its CSP layers' extra conv3
+    (expansion 0.5). Raises ValueError when the keys are not a PResNet-vd RT-DETR of official width
+    (a 32-channel first stem conv).
+    """
+    keys = [k.removeprefix("module.") for k in state_dict]
+    version = "v2" if any(V2_MARKERS.match(k) for k in keys) else "v1"
+    sd, _ = convert_state_dict(state_dict)
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"backbone\.res_layers\.2\.blocks\.(\d+)\.", k))}
     bottleneck = any(k.startswith("backbone.res_layers.0.blocks.0.branch2c.") for k in sd)
     depth = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101}.get((len(blocks), bottleneck))
-    if depth is None:
-        raise ValueError("state dict is not a PResNet-vd RT-DETR (cannot tell R18/R34/R50/R101 apart)")
+    head = sd.get("decoder.enc_score_head.weight")
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"decoder\.dec_score_head\.(\d+)\.weight$", k))}
+    stem = sd.get("backbone.conv1.conv1_1.conv.weight")
+    if depth is None or head is None or not layers or stem is None or stem.shape[0] != 32:
+        sample = ", ".join(sorted(sd)[:5])
+        raise ValueError(
+            "state dict is not an RT-DETR with a PResNet-vd backbone (R18/R34/R50/R50-m/R101): found "
+            f"{len(blocks)} stage-3 blocks, bottleneck={bottleneck}, class head={'yes' if head is not None else 'no'}, "
+            f"stem width {None if stem is None else stem.shape[0]} (official: 32) (first keys: {sample}). "
+            "Other backbones (e.g. HGNetv2) and narrower variants (neo's tiny) do not match an official preset."
+        )
+    preset = f"rtdetr_r{depth}"
     if depth == 50 and "encoder.fpn_blocks.0.conv3.conv.weight" in sd:  # expansion 0.5
-        return "rtdetr_r50m"
-    return f"rtdetr_r{depth}"
+        preset = "rtdetr_r50m"
+    return OfficialArchitecture(preset, version, int(head.shape[0]), len(layers))
+
+
+def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
+    """Name of the neo preset whose architecture matches an (official or neo) state dict."""
+    return detect_architecture(state_dict).preset
 
 
 def load_converted(
@@ -132,7 +222,7 @@ def load_converted(
         load[key] = value
     if unexpected or missing or mismatched:
         raise ValueError(
-            "checkpoint does not fit the model (pick the matching preset, see infer_preset):\n"
+            f"checkpoint does not fit the model ({_preset_hint(state_dict)}):\n"
             + "".join(f"  unexpected {k}\n" for k in unexpected)
             + "".join(f"  missing {k}\n" for k in missing)
             + "".join(f"  shape {m}\n" for m in mismatched)
@@ -146,12 +236,23 @@ def load_converted(
     if sorted(missing_after) != sorted(report.reinitialised):
         raise ValueError(f"keys left unloaded: {sorted(set(missing_after) - set(report.reinitialised))}")
     report.mapped = sorted(load)
+    report.target_num_classes = getattr(net, "num_classes", None)
     return report
 
 
-def load_official(net: nn.Module, checkpoint: dict | str | Path) -> ConversionReport:
+def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
+    """'the checkpoint is rtdetr_r18 (v1, 80 classes): use model=rtdetr_r18', or a generic hint."""
+    try:
+        arch = detect_architecture(state_dict)
+    except ValueError:
+        return "pick the model preset the checkpoint was trained with"
+    return (f"the checkpoint is {arch.preset} ({arch.version}, {arch.num_classes} classes, "
+            f"{arch.num_decoder_layers} decoder layers): use model={arch.preset}")
+
+
+def load_official(net: nn.Module, checkpoint: dict | str | Path, prefer: str = "ema") -> ConversionReport:
     """extract_state_dict -> convert_state_dict -> load_converted. Returns the report."""
-    official, source = extract_state_dict(checkpoint)
+    official, source = extract_state_dict(checkpoint, prefer)
     converted, report = convert_state_dict(official)
     report.source = source
     return load_converted(net, converted, report)

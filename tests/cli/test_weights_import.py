@@ -1,0 +1,113 @@
+"""`neo-weights import`: official RT-DETR checkpoints (reference names and shapes, random values) -> neo
+checkpoints, end to end through the console script; the registry's official COCO entries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from neo.storage.registry import Registry
+from tests.official_checkpoints import REFERENCE, official_state_dict, to_v2
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NEO_OFFLINE": "0"}
+R18_FILE = "rtdetr_r18vd_dec3_6x_coco_from_paddle.pth"
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference key lists not available")
+
+
+def _import(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "neo-weights"), "--bucket", str(cwd / "bucket"), "--cache-dir",
+                           str(cwd / "cache"), "import", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_import_registry_name_from_the_bucket_prefers_ema(tmp_path: Path) -> None:
+    """`rtdetr/rtdetr_r18vd_6x_coco` resolves from a pre-seeded bucket; ema.module wins over model."""
+    ema, raw = official_state_dict("rtdetr_r18vd_v1", seed=1), official_state_dict("rtdetr_r18vd_v1", seed=2)
+    seeded = tmp_path / "bucket/models/pretrained/rtdetr" / R18_FILE
+    seeded.parent.mkdir(parents=True)
+    torch.save({"model": raw, "ema": {"module": ema, "updates": 1000}}, seeded)
+    result = _import("rtdetr/rtdetr_r18vd_6x_coco", "--out", "r18.ckpt", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert f"source: rtdetr/rtdetr_r18vd_6x_coco -> {tmp_path}/cache/models/pretrained/rtdetr/{R18_FILE} (ema.module)" in out
+    assert "RT-DETR v1, preset rtdetr_r18, 80 classes, 3 decoder layers, 20,184,464 parameters" in out
+    assert "mapped: 533 tensors, strict (no missing or unexpected keys): backbone 138, decoder 125, encoder 270" in out
+    assert "renamed: 0\ndropped: 0\n" in out
+
+    ckpt = torch.load(tmp_path / "r18.ckpt", map_location="cpu", weights_only=True)
+    net_state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    assert set(net_state) == set(ema)
+    assert all(torch.equal(net_state[k], ema[k]) for k in ema)  # the EMA weights, not the raw ones
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["model"]["net"]["pixel_mean"] is None and hparams["model"]["net"]["pixel_std"] is None
+    assert hparams["model"]["name"] == "rtdetr_r18" and hparams["model"]["net"]["num_classes"] == 80
+    assert hparams["class_names"][:3] == ["person", "bicycle", "car"] and hparams["label_to_category_id"][-1] == 90
+    assert ckpt["neo_import"]["state"] == "ema.module" and ckpt["neo_import"]["source"] == "rtdetr/rtdetr_r18vd_6x_coco"
+
+    from neo.training.inference import load_checkpoint_module  # what neo-eval / neo-predict / neo-export use
+
+    module = load_checkpoint_module(tmp_path / "r18.ckpt")
+    assert module.loaded_weights == "ema"
+    assert torch.equal(module.net.decoder.dec_score_head[2].weight, ema["decoder.dec_score_head.2.weight"])
+    assert torch.allclose(module.net.pixel_scale, torch.full((1, 3, 1, 1), 1 / 255)) and not module.net.pixel_shift.any()
+
+
+def test_import_v2_file_url_drops_and_reports_size_bound_buffers(tmp_path: Path) -> None:
+    """A v2 checkpoint (model only) by file:// URL: anchors/valid_mask/num_points_scale dropped with the
+    reason, enc_output renamed, everything else mapped."""
+    v2 = to_v2(official_state_dict("rtdetr_r18vd_v1", seed=3))
+    src = tmp_path / "rtdetrv2_r18vd_120e_coco.pth"
+    torch.save({"model": v2, "last_epoch": 119}, src)
+    result = _import(src.as_uri(), "--out", "v2.ckpt", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "(model)" in out and "RT-DETR v2, preset rtdetr_r18" in out and "mapped: 533 tensors" in out
+    assert "renamed: 4\n  decoder.enc_output.proj.weight -> decoder.enc_output.0.weight" in out
+    assert "dropped: 5\n  decoder.anchors: size-bound buffer (640x640 anchors)" in out
+    assert "  decoder.valid_mask: size-bound buffer (640x640 valid mask)" in out
+    assert all(f"decoder.decoder.layers.{i}.cross_attn.num_points_scale: derived buffer" in out for i in range(3))
+    state = torch.load(tmp_path / "v2.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert torch.equal(state["net.decoder.enc_output.0.weight"], v2["decoder.enc_output.proj.weight"])
+    assert torch.equal(state["net.decoder.enc_output.1.bias"], v2["decoder.enc_output.norm.bias"])
+    assert not any("anchors" in k or "valid_mask" in k for k in state)
+
+
+def test_import_fails_on_an_unmapped_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from neo.cli.weights import main
+
+    official = official_state_dict("rtdetr_r18vd_v1")
+    official["decoder.extra_head.weight"] = torch.zeros(4, 256)
+    src = tmp_path / "odd.pth"
+    torch.save({"model": official}, src)
+    code = main(["--bucket", "", "--cache-dir", str(tmp_path / "cache"), "import", str(src),
+                 "--out", str(tmp_path / "odd.ckpt")])
+    err = capsys.readouterr().err
+    assert code == 1 and "unexpected decoder.extra_head.weight" in err
+    assert not (tmp_path / "odd.ckpt").exists()
+
+
+def test_registry_lists_the_official_coco_checkpoints() -> None:
+    from neo.training.import_official import CONVERTIBLE_PRESETS
+
+    registry = Registry.load()
+    coco = {n: registry.get(n) for n in registry.names("rtdetr") if n.endswith(("_coco", "_objects365"))}
+    expected = {f"rtdetr/rtdetr_{m}" for m in ("r18vd_6x_coco", "r34vd_6x_coco", "r50vd_m_6x_coco", "r50vd_6x_coco",
+                                              "r101vd_6x_coco", "r18vd_5x_coco_objects365",
+                                              "r50vd_2x_coco_objects365")}
+    expected |= {f"rtdetr/rtdetrv2_{m}" for m in ("r18vd_120e_coco", "r34vd_120e_coco", "r50vd_m_7x_coco",
+                                                 "r50vd_6x_coco", "r101vd_6x_coco")}
+    assert set(coco) == expected
+    for entry in coco.values():
+        url = entry.origin["url"]
+        assert url.startswith("https://github.com/lyuwenyu/storage/releases/download/v0.")
+        assert url.rsplit("/", 1)[1] == entry.file and entry.task == "detection"
+        assert entry.extra["preset"] in CONVERTIBLE_PRESETS and entry.extra["version"] in ("v1", "v2")
+        assert entry.sha256 is None and entry.size is None  # not published upstream
+    assert coco["rtdetr/rtdetr_r50vd_6x_coco"].origin["url"].endswith("/v0.1/rtdetr_r50vd_6x_coco_from_paddle.pth")
+    assert coco["rtdetr/rtdetrv2_r50vd_6x_coco"].origin["url"].endswith("/v0.1/rtdetrv2_r50vd_6x_coco_ema.pth")

@@ -1,0 +1,102 @@
+"""Config faults: invalid overrides are answered by a one-paragraph error naming the key, the value and the fix.
+
+tests/training/test_config_tree.py checks 33 bad overrides and a missing dataset path in-process; this file
+adds the storage, data-policy and weights keys, the CLI itself (exit code 1, the message, no traceback),
+and the overrides Hydra answers before neo runs (an unknown preset, group option or key).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neo.training.config_check import ConfigError, check_config
+from tests.conftest import train_overrides
+from tests.faults.conftest import flat, neo, output
+from tests.training.helpers import compose_train
+
+NEW_BAD_OVERRIDES = [
+    ("storage.bucket=gs://team-bucket", "storage.bucket='gs://team-bucket' uses an unknown storage scheme 'gs'"),
+    ("storage=r2 storage.bucket=ftp://host/x", "storage.bucket='ftp://host/x' uses an unknown storage scheme 'ftp'"),
+    ("storage.retries=-1", "storage.retries=-1 must be a number >= 0"),
+    ("storage.drain_timeout_s=-5", "storage.drain_timeout_s=-5 must be a number >= 0"),
+    ("storage.lock_timeout_s=0", "storage.lock_timeout_s=0 must be a number > 0"),
+    ("storage.upload_timeout_s=0", "storage.upload_timeout_s=0 must be a number > 0"),
+    ("+storage.endpoint=http://x", "storage has unknown key(s) ['endpoint']"),
+    ("data.on_bad_image=ignore", "data.on_bad_image='ignore' is not a policy"),
+    ("data.min_box_size=-1", "data.min_box_size=-1 must be a number >= 0"),
+    ("pretrained=/nonexistent/detector.pth", "pretrained='/nonexistent/detector.pth' is not a file"),
+    ("data.resolution=banana", "data.resolution='banana' is not a size. Fix: write a name (360p"),
+    ("data.resolution=1920x1200", "data.resolution='1920x1200' is (height=1200, width=1920) = 1920x1200, which is not"),
+    ("data.batch_size=four", "data.batch_size='four' must be an integer >= 1"),
+    ("optim.lr=fast", "optim.lr='fast' must be a number in (0, 1]"),
+    ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5 must be an integer >= 1"),
+    ("trainer.accumulate_grad_batches=-2", "trainer.accumulate_grad_batches=-2 must be an integer >= 1"),
+    ("trainer.precision=bf16", "trainer.precision='bf16' is not a Lightning precision"),
+    ("ckpt_path=./runs/typo/last.ckpt", "ckpt_path='./runs/typo/last.ckpt' does not exist"),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", NEW_BAD_OVERRIDES, ids=[o for o, _ in NEW_BAD_OVERRIDES])
+def test_bad_override_is_one_paragraph_naming_key_value_and_fix(tmp_path, overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        check_config(compose_train([f"paths.root_dir={tmp_path}", *overrides.split()]))
+    problems = str(info.value).splitlines()[1:]
+    assert len(problems) == 1, str(info.value)  # this override, and only it, is reported
+    assert expected in problems[0] and ("Fix:" in problems[0] or "Nearest valid 16:9 size" in problems[0]), problems
+
+
+def test_a_secret_in_storage_options_is_refused_without_echoing_it(tmp_path):
+    marker = "hunter2-do-not-print-me"
+    with pytest.raises(ConfigError) as info:
+        check_config(compose_train([f"paths.root_dir={tmp_path}", f"+storage.storage_options.secret={marker}"]))
+    assert "storage.storage_options holds secret option(s) ['secret'] (values not shown)" in str(info.value)
+    assert "R2_SECRET_ACCESS_KEY" in str(info.value) and marker not in str(info.value)
+
+
+def test_neo_train_reports_every_bad_override_at_once_and_no_traceback(synth_root, tmp_path):
+    bad = ["data.resolution=1920x1200", "optim.lr=0", "data.batch_size=0", "trainer.accumulate_grad_batches=0",
+           "trainer.precision=16-mixd", "storage.bucket=gs://team-bucket", "data.on_bad_image=ignore",
+           "ckpt_path=/nowhere/last.ckpt", "data.train_annotations=/nowhere/instances_train.json"]
+    result = neo("neo-train", *train_overrides(synth_root, tmp_path, *bad), cwd=tmp_path)
+    text = flat(output(result))
+    assert result.returncode == 1, text[-3000:]
+    assert "Traceback" not in text
+    assert f"neo-train: invalid configuration ({len(bad)} problems):" in text
+    for expected in ("data.resolution='1920x1200' is (height=1200, width=1920) = 1920x1200, which is not 16:9", "optim.lr=0 must be", "data.batch_size=0 must be",
+                     "trainer.accumulate_grad_batches=0 must be", "trainer.precision='16-mixd' is not a Lightning",
+                     "storage.bucket='gs://team-bucket' uses an unknown storage scheme",
+                     "data.on_bad_image='ignore' is not a policy", "ckpt_path='/nowhere/last.ckpt' does not exist",
+                     "data.train_annotations='/nowhere/instances_train.json' does not exist. Fix: point it at your "
+                     "COCO-format dataset"):
+        assert expected in text, expected
+    assert text.count("Fix:") + text.count("Nearest valid 16:9 size") >= len(bad)
+    assert list(tmp_path.rglob("*.ckpt")) == []  # refused before anything was built
+
+
+def test_neo_train_unknown_storage_option_is_not_silently_dropped(tmp_path):
+    """storage is an optional Hydra group: Hydra itself skips storage=gcs, which would run without a bucket."""
+    result = neo("neo-train", f"paths.root_dir={tmp_path}", "storage=gcs", "print_config=false", cwd=tmp_path,
+                 timeout=120)
+    text = flat(output(result))
+    assert result.returncode == 1 and "Traceback" not in text, text[-3000:]
+    assert ("storage='gcs' is not a storage option, so the run would have no bucket. Fix: use one of b2, default, "
+            "local, r2, s3") in text, text[-3000:]
+    assert not (tmp_path / "data").exists()  # refused before the default synthetic dataset was generated
+
+
+HYDRA_ANSWERED = [
+    ("model=rtdetr_r19", "Could not find 'model/rtdetr_r19'", "rtdetr_r18"),  # unknown preset: lists the real ones
+    ("optim.lrr=1e-4", "Could not override 'optim.lrr'", "Key 'lrr' is not in struct"),  # typo in a key
+    ("data.batch_size", "Error parsing override 'data.batch_size'", "missing EQUAL"),       # no value
+]
+
+
+@pytest.mark.parametrize("override,expected,hint", HYDRA_ANSWERED, ids=[o for o, *_ in HYDRA_ANSWERED])
+def test_overrides_hydra_refuses_exit_1_without_traceback(tmp_path, override, expected, hint):
+    result = neo("neo-train", f"paths.root_dir={tmp_path}", override, cwd=tmp_path, timeout=120)
+    text = output(result)
+    assert result.returncode == 1, text[-3000:]
+    assert "Traceback" not in text and expected in text and hint in text, text[-3000:]
+    assert not (Path(tmp_path) / "outputs").exists()
