@@ -164,8 +164,8 @@ class RTDETRModule(pl.LightningModule):
     def _log_metrics(self, prefix: str) -> dict[str, float]:
         metrics = self.evaluator.compute() if self.evaluator is not None else {}
         clean = {k: (v if math.isfinite(v) and v >= 0 else 0.0) for k, v in metrics.items() if k in METRIC_KEYS}
-        for key, value in clean.items():  # identical on every rank (the evaluator gathers): no sync needed
-            self.log(f"{prefix}/{key}", float(value), prog_bar=key in ("AP", "AP50"), sync_dist=False)
+        for key, value in clean.items():  # identical on every rank (the evaluator gathers): the mean is exact
+            self.log(f"{prefix}/{key}", float(value), prog_bar=key in ("AP", "AP50"), sync_dist=True)
         self.last_metrics = {k: float(v) for k, v in clean.items()}
         return self.last_metrics
 

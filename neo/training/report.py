@@ -48,6 +48,7 @@ class TrainSummary:
     tensorboard_dir: Path | None = None
     run_dir: Path | None = None
     status: str = "finished"
+    unsynced: list[str] = field(default_factory=list)  # checkpoints the bucket did not receive (CheckpointSync)
     resumed_from: Path | None = None   # the checkpoint fit started from (ckpt_path), None when fresh
     start_epoch: int | None = None     # epoch / optimizer step stored in that checkpoint
     start_step: int | None = None
@@ -134,4 +135,7 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
         table.add_row("resumed from", f"{_show(summary.resumed_from)} (epoch {summary.start_epoch}, "
                                       f"step {summary.start_step})")
     table.add_row("run folder", _show(summary.run_dir))
+    if summary.unsynced:
+        table.add_row("[red]not in the bucket[/red]",
+                      "\n".join(summary.unsynced) + "\n(kept locally; push with neo-weights push FILE)")
     console.print(table)

@@ -195,6 +195,7 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     summary.metrics = dict(best_epoch)
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     summary.tensorboard_dir = Path(tb.log_dir) if tb is not None else None
+    summary.unsynced = list(getattr(trainer.strategy.checkpoint_io, "unsynced", None) or [])
 
 
 def _ranks_ran_in_children(trainer: pl.Trainer) -> bool:

@@ -126,6 +126,7 @@ def test_server_killed_during_a_checkpoint_upload(synth_root, tmp_path, endpoint
     assert re.search(rf"Giving up upload of {url}/\w+\.ckpt after 2 attempts \(network", text), text[-3000:]
     unsynced = re.search(r"Not synced to the bucket after \d+s: (.*)", text)
     assert unsynced and {f"{url}/last.ckpt", f"{url}/best.ckpt"} <= set(unsynced.group(1).split(", ")), text[-3000:]
+    assert "not in the bucket" in text, text[-3000:]  # the closing summary table says it too
     loaded = assert_nothing_lost(checkpoints=(checkpoints,), cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
     assert {Path(p).name for p in loaded} == {"last.ckpt", "best.ckpt"}
     assert not any((checkpoints / ".neo-sync").iterdir())  # staged upload links cleaned up
