@@ -72,11 +72,13 @@ class _ProviderFileSystem(S3FileSystem):
 
     @classmethod
     def default_endpoint(cls) -> str | None:
-        raise NotImplementedError
+        """The endpoint URL from the provider's environment variables (each provider class defines it)."""
+        raise TypeError(f"{cls.__name__} is the shared base of R2FileSystem and B2FileSystem; use one of them")
 
     @classmethod
     def default_region(cls, endpoint_url: str) -> str:
-        raise NotImplementedError
+        """The signing region for ``endpoint_url`` (each provider class defines it)."""
+        raise TypeError(f"{cls.__name__} is the shared base of R2FileSystem and B2FileSystem; use one of them")
 
     def __repr__(self) -> str:  # never show key/secret
         return f"{type(self).__name__}(endpoint_url={self.endpoint_url!r})"
