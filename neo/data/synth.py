@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from neo.data.sizes import check_16x9
+from neo.files import write_text_atomic
 
 SHAPES = ("circle", "rectangle", "triangle", "cross", "star", "hexagon", "ring")
 
@@ -147,7 +148,5 @@ def generate_synthetic_coco(
     # JSON last, train last of all: an existing train JSON means the whole dataset is complete.
     for split in ("val", "train"):
         out[split] = root / "annotations" / f"instances_{split}.json"
-        tmp = out[split].with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(docs[split]))
-        tmp.replace(out[split])
+        write_text_atomic(out[split], json.dumps(docs[split]))
     return {"train": out["train"], "val": out["val"]}

@@ -7,8 +7,6 @@ directories are created, so a crash never leaves a half-written JSON.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from neo.files import write_text_atomic
+
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Atomically write ``payload`` as indented JSON; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -21,6 +21,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import LocalFileSystem
 from s3fs import S3FileSystem
 
+from neo.files import write_text_atomic
 from neo.storage.errors import TRANSIENT, CorruptDownloadError, classify
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,7 @@ def read_local_sidecar(path: Path) -> str | None:
 
 def write_local_sidecar(path: Path, digest: str) -> None:
     """Write ``path.sha256`` atomically."""
-    side = Path(str(path) + SIDECAR)
-    tmp = side.with_name(f".{side.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(sidecar_text(digest, path.name))
-    os.replace(tmp, side)
+    write_text_atomic(Path(str(path) + SIDECAR), sidecar_text(digest, path.name))
 
 
 def cache_entry_ok(path: Path, expected_sha256: str | None = None) -> bool:

@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from neo.files import write_text_atomic
 from neo.sweeps.table import SUMMARY_JSON, RunRow, to_markdown, write_tables
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class SweepSummary(Callback):
             if error is not None and not summary.exists():
                 record = {"status": "failed", "error": error, "overrides": list(job_return.overrides or []),
                           "run_dir": str(run_dir)}
-                summary.write_text(json.dumps(record, indent=2))
+                write_text_atomic(summary, json.dumps(record, indent=2))
             write_tables(config.hydra.sweep.dir)
         except Exception as exc:  # noqa: BLE001 - the table must never break the sweep
             log.warning("sweep summary not updated after this job: %s: %s", type(exc).__name__, exc)

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from neo.files import write_text_atomic
+
 SUMMARY_JSON = "summary.json"
 CSV_NAME = "summary.csv"
 MARKDOWN_NAME = "summary.md"
@@ -185,19 +187,13 @@ def to_markdown(rows: list[RunRow], sweep_dir: str | Path | None = None, max_err
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write beside and rename: several SLURM jobs may refresh the same table at once."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(sweep_dir: str | Path) -> tuple[list[RunRow], Path, Path]:
     """Collect the sweep's rows and write ``summary.csv`` + ``summary.md`` into the sweep folder."""
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = sweep_dir / CSV_NAME, sweep_dir / MARKDOWN_NAME
-    _atomic_write(csv_path, to_csv(rows))
-    _atomic_write(md_path, to_markdown(rows, sweep_dir))
+    # atomic: several SLURM jobs may refresh the same table at once
+    write_text_atomic(csv_path, to_csv(rows))
+    write_text_atomic(md_path, to_markdown(rows, sweep_dir))
     return rows, csv_path, md_path

@@ -9,8 +9,6 @@ normalisation (pixel_mean/pixel_std null: images / 255 only) and the checkpoint'
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from neo.files import atomic_path
 from neo.models.rtdetr import PRESETS, load_preset_config
 from neo.models.rtdetr.convert import (
     ConversionReport,
@@ -110,21 +109,11 @@ def import_official(
         "pytorch-lightning_version": lightning.__version__,
         "neo_import": imported,
     }
-    _save_atomic(checkpoint, output)
+    with atomic_path(output) as tmp:  # no half-written checkpoint on failure
+        torch.save(checkpoint, tmp)
     _verify(output, module)
     return ImportResult(output, preset, architecture, report,
                         sum(p.numel() for p in module.net.parameters()), names)
-
-
-def _save_atomic(checkpoint: dict[str, Any], output: Path) -> None:
-    """torch.save into a temp file beside ``output``, then rename (no half-written checkpoint on failure)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex}.part")
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _verify(output: Path, module: RTDETRModule) -> None:

@@ -16,6 +16,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
+from neo.files import write_text_atomic
+
 # Top-level groups first, in this order; the remaining keys follow.
 TREE_ORDER = ("data", "model", "optim", "trainer", "callbacks", "logger", "storage", "paths")
 
@@ -94,10 +96,8 @@ def _json_safe(value: object) -> object:
 @rank_zero_only
 def write_summary_json(run_dir: str | Path, record: dict) -> Path:
     """Write ``<run_dir>/summary.json`` (rank zero only; the folder is created if needed)."""
-    path = Path(run_dir) / SUMMARY_JSON
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str))
-    return path
+    # atomic: the sweep table may read it from another process while it is written
+    return write_text_atomic(Path(run_dir) / SUMMARY_JSON, json.dumps(record, indent=2, default=str))
 
 
 def _fmt(value: float | None) -> str:
