@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 def run(cfg: DictConfig) -> int:
     """Evaluate and write ``metrics.json`` and ``detections.json`` into ``output_dir``; returns an exit code."""
-    from neo.training.evaluate import evaluate_checkpoint
+    from neo.inference.evaluate import evaluate_checkpoint
 
     try:
         result = evaluate_checkpoint(cfg)

@@ -68,7 +68,7 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     import torch
 
     from neo.export import DeployableDetector, check_parity, export_onnx
-    from neo.training.inference import eval_size_of, load_checkpoint_module
+    from neo.inference.loading import eval_size_of, load_checkpoint_module
 
     torch.set_num_threads(args.threads)
     path = _resolve(args.checkpoint)

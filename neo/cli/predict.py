@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 def run(cfg: DictConfig) -> int:
     """Predict and write outputs into ``output_dir``; returns an exit code."""
-    from neo.training.predict import predict_source
+    from neo.inference.predict import predict_source
 
     try:
         result = predict_source(cfg)

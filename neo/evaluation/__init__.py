@@ -1,1 +1,1 @@
-"""neo.evaluation: COCO metrics (coco), drawing (draw) and JSON outputs (export) for detections."""
+"""neo.evaluation: COCO metrics (coco), drawing (draw) and JSON outputs (outputs) for detections."""

@@ -24,7 +24,7 @@ __all__ = ["B2FileSystem", "R2FileSystem", "Registry", "RegistryEntry", "Resolve
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from neo.storage import checkpoints
+        from neo.storage import checkpoint_sync
 
-        return getattr(checkpoints, name)
+        return getattr(checkpoint_sync, name)
     raise AttributeError(f"module 'neo.storage' has no attribute {name!r}")

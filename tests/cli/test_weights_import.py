@@ -50,7 +50,7 @@ def test_import_registry_name_from_the_bucket_prefers_ema(tmp_path: Path) -> Non
     assert hparams["class_names"][:3] == ["person", "bicycle", "car"] and hparams["label_to_category_id"][-1] == 90
     assert ckpt["neo_import"]["state"] == "ema.module" and ckpt["neo_import"]["source"] == "rtdetr/rtdetr_r18vd_6x_coco"
 
-    from neo.training.inference import load_checkpoint_module  # what neo-eval / neo-predict / neo-export use
+    from neo.inference.loading import load_checkpoint_module  # what neo-eval / neo-predict / neo-export use
 
     module = load_checkpoint_module(tmp_path / "r18.ckpt")
     assert module.loaded_weights == "ema"

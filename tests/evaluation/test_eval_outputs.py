@@ -11,7 +11,7 @@ from coco_case import CLASS_NAMES, LABEL_TO_CATEGORY_ID, predictions, write_anno
 from pycocotools.coco import COCO
 
 from neo.evaluation.coco import CocoEvaluator
-from neo.evaluation.export import (
+from neo.evaluation.outputs import (
     prediction_record,
     read_json,
     write_detections,

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from neo.training.checkpoints import resolve_identifier
-from neo.training.inference import load_checkpoint_module
+from neo.inference.loading import load_checkpoint_module
 
 
 def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Run COCO evaluation; returns {"metrics", "metrics_file", "detections_file", "checkpoint", ...}."""
-    from neo.evaluation.export import write_detections, write_metrics
+    from neo.evaluation.outputs import write_detections, write_metrics
 
     if cfg.split not in ("val", "test"):
         raise ValueError(f"split={cfg.split!r} is unknown: use 'val' or 'test'")

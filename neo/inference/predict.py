@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from neo.training.checkpoints import resolve_identifier
-from neo.training.inference import (
+from neo.inference.loading import (
     VIDEO_SUFFIXES,
     eval_size_of,
     iter_sources,
@@ -30,7 +30,7 @@ def predict_source(cfg: DictConfig) -> dict[str, Any]:
     """Predict every image/frame of ``cfg.source``; returns counts and the files written."""
     from neo.data.sizes import check_16x9
     from neo.evaluation.draw import draw_prediction
-    from neo.evaluation.export import prediction_record, write_predictions
+    from neo.evaluation.outputs import prediction_record, write_predictions
 
     path = resolve_identifier(str(cfg.checkpoint), cfg.get("storage"))
     device = _device(str(cfg.device))
