@@ -43,8 +43,10 @@ def is_integer(value: Any) -> bool:
 
 
 def closest_keys(key: str, valid: Iterable[str], limit: int = 3) -> list[str]:
-    """Valid keys closest to a mistyped ``key`` (difflib ratio >= 0.6), best first."""
-    return difflib.get_close_matches(key, list(valid), n=limit, cutoff=0.6)
+    """Valid keys closest to a mistyped ``key``, best first: difflib ratio >= 0.6 and within 0.1 of the best."""
+    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in valid), reverse=True)
+    scored = [(r, k) for r, k in scored if r >= 0.6]
+    return [k for r, k in scored[:limit] if r >= scored[0][0] - 0.1]
 
 
 def unknown_keys(prefix: str, given: Mapping[str, Any] | Iterable[str], valid: Iterable[str]) -> list[str]:

@@ -94,12 +94,19 @@ def check_milestones_fit_run(cfg: DictConfig) -> str | None:
     return None
 
 
+FP16 = ("16-mixed", "16-true")
+
+
+def _fp16_on_cpu(precision: Any) -> str:
+    return problem("trainer.precision", precision, "is fp16, which CPUs run slowly or not at all",
+                   "on CPU use precision=bf16-mixed, 32-true or auto; 16-mixed is for trainer=gpu")
+
+
 def check_precision_fits_accelerator(cfg: DictConfig) -> str | None:
+    """fp16 with ``trainer.accelerator=cpu`` (with ``auto``, :func:`check_machine` decides)."""
     trainer = _trainer(cfg)
-    precision = canonical_precision(trainer.get("precision", "auto"))
-    if precision in ("16-mixed", "16-true") and str(trainer.get("accelerator", "auto")) == "cpu":
-        return problem("trainer.precision", trainer.get("precision"), "is fp16, which CPUs run slowly or not at all",
-                       "on CPU use precision=bf16-mixed or 32-true; 16-mixed is for trainer=gpu")
+    if canonical_precision(trainer.get("precision", "auto")) in FP16 and str(trainer.get("accelerator")) == "cpu":
+        return _fp16_on_cpu(trainer.get("precision"))
     return None
 
 
@@ -121,22 +128,29 @@ def check_storage_choice(cfg: DictConfig) -> str | None:
                    f"use one of {', '.join(options)} (then storage.bucket=r2://<name> etc.)")
 
 
-def check_gpu_present(cfg: DictConfig) -> str | None:
-    """A GPU asked for where torch sees none (imports torch: only with ``machine=True``)."""
-    accelerator = str(_trainer(cfg).get("accelerator", "auto"))
-    if accelerator in GPU_ACCELERATORS:
-        from neo.training.machine import cuda_status
+def check_machine(cfg: DictConfig) -> str | None:
+    """Rules that ask the machine (import torch; only with ``machine=True``).
 
-        if not cuda_status()[0]:
-            return problem("trainer.accelerator", accelerator, "asks for a GPU but torch sees none",
-                           "use trainer=cpu on this machine (or check CUDA_VISIBLE_DEVICES / the driver)")
+    A GPU asked for where torch sees none; fp16 with ``accelerator=auto`` where auto means the CPU.
+    """
+    from neo.training.machine import cuda_status, uses_gpu
+
+    trainer = _trainer(cfg)
+    accelerator = str(trainer.get("accelerator", "auto"))
+    cuda_available = cuda_status()[0]
+    if accelerator in GPU_ACCELERATORS and not cuda_available:
+        return problem("trainer.accelerator", accelerator, "asks for a GPU but torch sees none",
+                       "use trainer=cpu on this machine (or check CUDA_VISIBLE_DEVICES / the driver)")
+    if accelerator == "auto" and canonical_precision(trainer.get("precision", "auto")) in FP16 \
+            and not uses_gpu(accelerator, cuda_available):
+        return _fp16_on_cpu(trainer.get("precision"))
     return None
 
 
 RULES: list[Callable[[DictConfig], str | None]] = [
     check_num_classes, check_milestones_fit_run, check_precision_fits_accelerator, check_storage_choice,
 ]
-MACHINE_RULES: list[Callable[[DictConfig], str | None]] = [check_gpu_present]
+MACHINE_RULES: list[Callable[[DictConfig], str | None]] = [check_machine]
 
 
 # ------------------------------------------------------------------ warnings (resolved conflicts)
@@ -181,7 +195,7 @@ def _run(rules: list[Callable[[DictConfig], str | None]], cfg: DictConfig) -> li
     return messages
 
 
-def config_errors(cfg: DictConfig, *, machine: bool = False) -> list[str]:
+def config_errors(cfg: DictConfig, *, machine: bool = True) -> list[str]:
     """Messages of every invalid value and every failing cross-key rule (empty when the config is valid)."""
     try:
         errors = owner_problems(cfg)
@@ -195,7 +209,7 @@ def resolve_conflicts(cfg: DictConfig) -> list[str]:
     return _run(WARNINGS, cfg)
 
 
-def check_config(cfg: DictConfig, *, machine: bool = False) -> list[str]:
+def check_config(cfg: DictConfig, *, machine: bool = True) -> list[str]:
     """Raise :class:`ConfigError` naming every invalid key/value and its fix; else resolve conflicts.
 
     Returns the warnings (each also logged once per process). ``machine=True`` adds rules that import torch.
