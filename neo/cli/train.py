@@ -154,7 +154,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         use_job_dir(cfg, job)
     problems = early_config_error(cfg)
     if problems:
-        print(f"neo-train: {problems}", file=sys.stderr)
+        print(f"neo-train: {problems}", flush=True)  # on stdout, where every other neo-train outcome is printed
         if not job.multirun:
             sys.exit(1)  # nothing was written: a typo never replaces an earlier run's summary.json
         _save_summary(cfg, Outcome(1, error=f"ConfigError: {problems}"), job.overrides)
