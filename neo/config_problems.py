@@ -9,7 +9,7 @@ configuration checker can report every mistake of a command at once; constructor
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -62,4 +62,20 @@ def unknown_keys(prefix: str, given: Mapping[str, Any] | Iterable[str], valid: I
         hint = f"did you mean {' or '.join(close)}?" if close else f"valid keys: {', '.join(valid)}"
         problems.append(f"{prefix}.{key} is not a setting that neo reads, so it would be ignored. Fix: {hint} "
                         f"(`+{prefix}.{key}=...` adds a new key; use `+` only for keys that are really new).")
+    return problems
+
+
+def node_problems(prefix: str, node: Mapping[str, Any] | None, valid: Iterable[str],
+                  build: Callable[[dict[str, Any]], Any]) -> list[str]:
+    """Problems of a config node for a settings owner: unknown keys, then whatever ``build(known values)`` raises.
+
+    ``build`` constructs the owner from the node's known keys and raises :class:`SettingsError` (or a
+    ValueError) when values are invalid; nothing is raised here.
+    """
+    node, valid = dict(node or {}), set(valid)
+    problems = unknown_keys(prefix, node, valid)
+    try:
+        build({k: v for k, v in node.items() if k in valid})
+    except ValueError as exc:
+        problems.extend(getattr(exc, "problems", [str(exc)]))
     return problems

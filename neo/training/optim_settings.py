@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from neo.config_problems import is_number, problem, raise_problems, unknown_keys
+from neo.config_problems import is_number, node_problems, problem, raise_problems
 from neo.training.schedule import ScheduleSettings
 
 FUSED_CHOICES = ("auto", True, False)
@@ -59,14 +59,7 @@ class OptimSettings:
     @classmethod
     def config_problems(cls, node: Mapping[str, Any] | None) -> list[str]:
         """Problems of a ``cfg.optim`` mapping, unknown keys included, without raising."""
-        node = dict(node or {})
-        names = {f.name for f in fields(cls)}
-        problems = unknown_keys("optim", node, names)
-        try:
-            cls._build({k: v for k, v in node.items() if k in names})
-        except ValueError as exc:
-            problems.extend(getattr(exc, "problems", [str(exc)]))
-        return problems
+        return node_problems("optim", node, (f.name for f in fields(cls)), cls._build)
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> OptimSettings:

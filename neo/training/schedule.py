@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from neo.config_problems import is_number, problem, raise_problems, unknown_keys
+from neo.config_problems import is_number, node_problems, problem, raise_problems
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -75,24 +75,17 @@ class ScheduleSettings:
     @classmethod
     def config_problems(cls, node: Mapping[str, Any] | None) -> list[str]:
         """Problems of a ``cfg.optim.schedule`` mapping (unknown keys included) without raising."""
-        node = dict(node or {})
-        names = {f.name for f in fields(cls)}
-        problems = unknown_keys("optim.schedule", node, names)
-        values = {k: v for k, v in node.items() if k in names}
-        if "milestones" in values:
-            values["milestones"] = tuple(values["milestones"] or ())
-        try:
-            cls(**values)
-        except ValueError as exc:
-            problems.extend(getattr(exc, "problems", [str(exc)]))
-        return problems
+        return node_problems("optim.schedule", node, (f.name for f in fields(cls)), cls._build)
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any] | None) -> ScheduleSettings:
         """Build from ``cfg.optim.schedule``; raises ``SettingsError`` naming every problem."""
         raise_problems(cls.config_problems(node))
-        node = dict(node or {})
-        return cls(**{**node, "milestones": tuple(node.get("milestones") or ())})
+        return cls._build(dict(node or {}))
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]) -> ScheduleSettings:
+        return cls(**{**values, "milestones": tuple(values.get("milestones") or ())})
 
 
 @dataclass(frozen=True)
