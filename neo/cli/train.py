@@ -7,7 +7,9 @@
     neo-train --check experiment=cpu_demo data.root=/data/mine   # validate only: errors or "configuration OK"
 The configuration is checked before torch, Lightning or timm load, so a bad override is answered in
 about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?").
-Every run writes ``summary.json`` into its run folder. Exit codes: 0 finished, 1 failed (bad config,
+Every run that passes the configuration check writes ``summary.json`` into its run folder (a refused
+configuration writes nothing, so a typo never replaces an earlier run's summary; a refused sweep point
+is recorded as a failed row). Exit codes: 0 finished, 1 failed (bad config,
 non-finite loss, error; in a ``-m`` sweep: any run failed), 130 interrupted (Ctrl-C / SIGTERM; an
 interrupt checkpoint is written and named; in a sweep it stops the sweep).
 In a ``-m`` sweep a failed run does not stop the sweep: it is recorded with its error and the next

@@ -55,7 +55,7 @@ def test_a_secret_in_storage_options_is_refused_without_echoing_it(tmp_path):
 
 
 def test_neo_train_reports_every_bad_override_at_once_and_no_traceback(synth_root, tmp_path):
-    """Typed twice: the same answer both times, and nothing written (no run folder, no summary, no checkpoint)."""
+    """Typed twice: the same answer both times, and no checkpoint or summary.json written."""
     bad = ["data.resolution=1920x1200", "optim.lr=0", "data.batch_size=0", "trainer.accumulate_grad_batches=0",
            "trainer.precision=16-mixd", "+storage.endpoint=http://x", "data.on_bad_image=ignore",
            "ckpt_path=/nowhere/last.ckpt", "data.train_annotations=/nowhere/instances_train.json",
