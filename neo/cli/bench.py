@@ -11,14 +11,16 @@ BENCHMARKS: dict[str, str] = {
     "model": "neo.bench.model",
     "train": "neo.bench.train",
     "storage": "neo.bench.storage",
+    "config": "neo.bench.config",
 }
 
-USAGE = """usage: neo-bench {data,model,train,storage,all} [options]
+USAGE = """usage: neo-bench {data,model,train,storage,config,all} [options]
 
   data     training-pipeline images/s per worker vs a PIL + torchvision baseline
   model    params, GFLOPs, forward / forward+backward time and peak memory of a preset
   train    steady-state training images/s and peak memory through the real LightningModule
   storage  cache-hit resolve latency, pull throughput, training-step cost of background uploads
+  config   seconds from `neo-train <bad override>` to the error, per kind of mistake
   all      each of the above with its defaults
 
 `neo-bench NAME --help` lists a benchmark's options."""

@@ -4,7 +4,12 @@
     neo-train experiment=cpu_demo debug=fast   # one batch through everything
     neo-train experiment=cpu_demo ckpt_path=auto
     neo-train -m experiment=sweep_res_lr       # a resolution x lr grid, summary table at the end
-Every run writes ``summary.json`` into its run folder. Exit codes: 0 finished, 1 failed (bad config,
+    neo-train --check experiment=cpu_demo data.root=/data/mine   # validate only: errors or "configuration OK"
+The configuration is checked before torch, Lightning or timm load, so a bad override is answered in
+about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?").
+Every run that passes the configuration check writes ``summary.json`` into its run folder (a refused
+configuration writes nothing, so a typo never replaces an earlier run's summary; a refused sweep point
+is recorded as a failed row). Exit codes: 0 finished, 1 failed (bad config,
 non-finite loss, error; in a ``-m`` sweep: any run failed), 130 interrupted (Ctrl-C / SIGTERM; an
 interrupt checkpoint is written and named; in a sweep it stops the sweep).
 In a ``-m`` sweep a failed run does not stop the sweep: it is recorded with its error and the next
@@ -13,6 +18,7 @@ point runs; the task returns the run's best val AP (the objective ``hparams_sear
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +32,9 @@ if TYPE_CHECKING:
     from neo.training.report import TrainSummary
 
 register_resolvers()  # ${neo.dirname:...} in conf/hydra/default.yaml: before Hydra resolves hydra.sweep
+
+CHECK_FLAG = "--check"
+_check_only = False  # set by main() when --check is on the command line
 
 
 @dataclass
@@ -125,15 +134,39 @@ def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> No
         print(f"neo-train: could not write {run_dir}/summary.json ({exc})", file=sys.stderr)
 
 
+def early_config_error(cfg: DictConfig) -> str | None:
+    """The configuration's problems as one message, or None; imports no torch (see neo.training.config_check)."""
+    from neo.training.config_check import ConfigError, check_config
+
+    try:
+        check_config(cfg, machine=False)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from neo.sweeps.job import current_job, use_job_dir
-    from neo.training.launch_check import LaunchError, check_multirun_launch
 
+    _restore_hydra_error_mode()  # composition is done: errors from here on are neo's
     quiet_duplicate_logs()
     job = current_job()
     if job.multirun:
         use_job_dir(cfg, job)
+    problems = early_config_error(cfg)
+    if problems:
+        print(f"neo-train: {problems}", flush=True)  # on stdout, where every other neo-train outcome is printed
+        if not job.multirun:
+            sys.exit(1)  # nothing was written: a typo never replaces an earlier run's summary.json
+        _save_summary(cfg, Outcome(1, error=f"ConfigError: {problems}"), job.overrides)
+        return None  # a bad sweep point is a failed row; the sweep goes on
+    if _check_only:
+        print("neo-train: configuration OK (nothing was run; drop --check to train).")
+        return None
+    if job.multirun:
+        from neo.training.launch_check import LaunchError, check_multirun_launch
+
         try:
             check_multirun_launch(cfg)
         except LaunchError as exc:
@@ -147,9 +180,40 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return outcome.best_ap
 
 
+_HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
+_user_full_error: str | None = None
+
+
+def _restore_hydra_error_mode() -> None:
+    """Give HYDRA_FULL_ERROR back its user value (main() sets it while Hydra composes the config)."""
+    if _user_full_error is None:
+        os.environ.pop(_HYDRA_FULL_ERROR, None)
+    else:
+        os.environ[_HYDRA_FULL_ERROR] = _user_full_error
+
+
 def main() -> None:
-    """Console-script entry point."""
-    _hydra_main()
+    """Console-script entry point: ``neo-train [--check] [hydra flags] [overrides]``."""
+    global _check_only, _user_full_error
+    from hydra.errors import CompactHydraException
+
+    from neo.cli.override_errors import explain_composition_error
+
+    if CHECK_FLAG in sys.argv[1:]:
+        _check_only = True
+        sys.argv = [a for a in sys.argv if a != CHECK_FLAG]
+    # Let composition errors reach us (not Hydra's printer) so a mistyped key gets "did you mean".
+    _user_full_error = os.environ.get(_HYDRA_FULL_ERROR)
+    os.environ[_HYDRA_FULL_ERROR] = "1"
+    try:
+        _hydra_main()
+    except CompactHydraException as exc:
+        if _user_full_error == "1":  # the user asked for Hydra's full traceback
+            raise
+        print(explain_composition_error(exc), file=sys.stderr)
+        sys.exit(1)
+    finally:
+        _restore_hydra_error_mode()
 
 
 if __name__ == "__main__":

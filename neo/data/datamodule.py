@@ -2,7 +2,9 @@
 
 Sizes: `resolution` ("720p", "1280x720" or [720, 1280]) is the base; `eval_size` defaults to it and
 `train_sizes` defaults to the 16:9 ladder resolution x `train_scales`. All sizes are validated as
-16:9 in the constructor (i.e. when Hydra instantiates the config), naming the bad key and value.
+16:9 in the constructor (i.e. when Hydra instantiates the config), naming the bad key and value;
+every argument rule lives in :mod:`neo.data.settings`. Loaders use at most the cores available and
+pin memory only with CUDA.
 Train batches come from `MultiScaleBatchSampler` (one size per batch; heavy augmentation and
 multi-scale off for the last `no_aug_epochs` of `max_epochs`). Lightning's fit loop drives the epoch
 through the sampler; `set_epoch(epoch)` is there for other loops.
@@ -18,15 +20,39 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
+from neo.config_problems import raise_problems
+from neo.cores import available_cores
 from neo.data.coco import CocoDetection, DatasetError
 from neo.data.collate import collate_detection
 from neo.data.sampler import EpochShuffleSampler, MultiScaleBatchSampler
-from neo.data.sizes import check_16x9, check_sizes, ladder
+from neo.data.settings import data_problems, train_sizes_of
+from neo.data.sizes import parse_size
 from neo.data.transforms import DetectionTransform
 
 log = logging.getLogger(__name__)
+
+
+def loader_kwargs(num_workers: int, pin_memory: bool, persistent_workers: bool,
+                  prefetch_factor: int | None) -> dict[str, Any]:
+    """DataLoader arguments fitted to the machine: workers clamped to the cores available, pinning only with CUDA.
+
+    More workers than cores only adds context switches (and PyTorch's "excessive worker creation"
+    warning); pinned memory is for host-to-GPU copies and is pointless (PyTorch warns) without CUDA.
+    """
+    cores = available_cores()
+    if num_workers > cores:
+        log.info("data.num_workers=%d -> %d: this process may use %d cores", num_workers, cores, cores)
+        num_workers = cores
+    if pin_memory and not torch.cuda.is_available():
+        pin_memory = False  # CPU training: nothing to pin for
+    kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory, "collate_fn": collate_detection}
+    if num_workers > 0:
+        kwargs["persistent_workers"] = persistent_workers
+        kwargs["prefetch_factor"] = prefetch_factor
+    return kwargs
 
 
 class NeoDataModule(pl.LightningDataModule):
@@ -69,6 +95,8 @@ class NeoDataModule(pl.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
     ):
         super().__init__()
+        args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        raise_problems(data_problems(args))
         self.root = Path(root)
         self.paths = {
             "train": (Path(train_images), Path(train_annotations)),
@@ -77,18 +105,11 @@ class NeoDataModule(pl.LightningDataModule):
         self.paths["test"] = (Path(test_images or val_images), Path(test_annotations or val_annotations))
         self.paths["predict"] = (Path(predict_images or self.paths["test"][0]),
                                  Path(predict_annotations or self.paths["test"][1]))
-        self.resolution = check_16x9(resolution, key="data.resolution")
-        self.eval_size = check_16x9(eval_size, key="data.eval_size") if eval_size is not None else self.resolution
-        self.train_sizes = (check_sizes(train_sizes, key="data.train_sizes") if train_sizes
-                            else ladder(self.resolution, train_scales, key="data.resolution"))
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be >= 1.")
+        self.resolution = parse_size(resolution, key="data.resolution")
+        self.eval_size = parse_size(eval_size, key="data.eval_size") if eval_size is not None else self.resolution
+        self.train_sizes = train_sizes_of(self.resolution, train_sizes, train_scales)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.loader_kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory,
-                                              "collate_fn": collate_detection}
-        if num_workers > 0:
-            self.loader_kwargs["persistent_workers"] = persistent_workers
-            self.loader_kwargs["prefetch_factor"] = prefetch_factor
+        self.loader_kwargs = loader_kwargs(num_workers, pin_memory, persistent_workers, prefetch_factor)
         self.drop_last = drop_last
         self.augment = dict(augment or {})
         self.no_aug_epochs, self.max_epochs = no_aug_epochs, max_epochs

@@ -14,6 +14,9 @@ import math
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from neo.config_problems import raise_problems
+from neo.training.ema_settings import ema_problems
+
 
 def ema_decay(updates: int, decay: float = 0.9999, ramp: float = 2000.0) -> float:
     """Effective decay after ``updates`` EMA updates (1-based): small at first, -> ``decay``."""
@@ -53,8 +56,7 @@ class EMA(WeightAveraging):
     """
 
     def __init__(self, decay: float = 0.9999, ramp: float = 2000.0, start_step: int = 0, device: str | None = None):
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"callbacks.ema.decay={decay} must be in (0, 1), e.g. 0.9999")
+        raise_problems(ema_problems(decay, ramp, start_step))
         super().__init__(device=device, use_buffers=True, multi_avg_fn=RampedEMA(decay, ramp))
         self.decay = decay
         self.ramp = ramp

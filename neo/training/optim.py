@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from neo.training.optim_settings import OptimSettings
+
 # Module types whose parameters never get weight decay (their weights are scales/offsets or lookups).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
@@ -92,25 +94,28 @@ def build_param_groups(module: nn.Module, spec: ParamGroupSpec) -> list[dict]:
 
 
 def build_adamw(module: nn.Module, optim_cfg: Mapping, device_type: str = "cpu") -> torch.optim.AdamW:
-    """AdamW over :func:`build_param_groups`; fused kernels on CUDA when ``optim.fused`` is auto/true."""
+    """AdamW over :func:`build_param_groups`; fused kernels on CUDA when ``optim.fused`` is auto/true.
+
+    ``optim_cfg`` is checked by :class:`OptimSettings` (a ``SettingsError`` names every bad value).
+    """
+    settings = OptimSettings.from_config(optim_cfg)
     spec = ParamGroupSpec(
-        lr=float(optim_cfg["lr"]),
-        weight_decay=float(optim_cfg.get("weight_decay", 1e-4)),
-        backbone_prefixes=list(optim_cfg.get("backbone_prefixes", ["backbone."])),
-        backbone_lr=optim_cfg.get("backbone_lr"),
-        backbone_lr_mult=float(optim_cfg.get("backbone_lr_mult", 0.1)),
-        no_decay_names=list(optim_cfg.get("no_decay_names", [])),
+        lr=float(settings.lr),
+        weight_decay=float(settings.weight_decay),
+        backbone_prefixes=list(settings.backbone_prefixes),
+        backbone_lr=settings.backbone_lr,
+        backbone_lr_mult=float(settings.backbone_lr_mult),
+        no_decay_names=list(settings.no_decay_names),
     )
     groups = build_param_groups(module, spec)
-    fused_setting = optim_cfg.get("fused", "auto")
-    fused = device_type == "cuda" if fused_setting == "auto" else bool(fused_setting)
+    fused = device_type == "cuda" if settings.fused == "auto" else bool(settings.fused)
     for group in groups:
         group.pop("param_names")
     return torch.optim.AdamW(
         groups,
         lr=spec.lr,
-        betas=tuple(optim_cfg.get("betas", (0.9, 0.999))),
-        eps=float(optim_cfg.get("eps", 1e-8)),
+        betas=tuple(settings.betas),
+        eps=float(settings.eps),
         weight_decay=spec.weight_decay,
         fused=fused or None,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import conf
+from neo.training import config_check
 from neo.training.config_check import RULES, ConfigError, check_config, config_errors
 
 CONF = Path(conf.__file__).parent
@@ -77,7 +80,8 @@ BAD_OVERRIDES = [
     ("optim.schedule.gamma=2", "optim.schedule.gamma=2"),
     ("optim.schedule.min_lr_ratio=1.5", "optim.schedule.min_lr_ratio=1.5"),
     ("trainer.precision=fp8", "trainer.precision='fp8'"),
-    ("trainer.precision=16-mixed", "16-mixed is for trainer=gpu"),
+    ("trainer.precision=16-mixed", "16-mixed is for trainer=gpu"),             # auto accelerator, no GPU here
+    ("trainer=cpu trainer.precision=16", "trainer.precision=16 is fp16"),        # an alias, still fp16 on a CPU
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0"),
     ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),
@@ -96,15 +100,19 @@ BAD_OVERRIDES = [
     ("seed=-5", "seed=-5"),
     ("ckpt_path=/nonexistent/x.ckpt", "ckpt_path='/nonexistent/x.ckpt' does not exist"),
     ("callbacks.ema.decay=1.5", "callbacks.ema.decay=1.5"),
+    ("+optim.lrr=1e-3", "optim.lrr is not a setting that neo reads, so it would be ignored. Fix: did you mean optim.lr?"),
+    ("+optim.schedule.warmpu=5", "did you mean optim.schedule.warmup?"),
+    ("+data.batchsize=8", "did you mean data.batch_size?"),
 ]
 
 
 @pytest.mark.parametrize("override,expected", BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
 def test_bad_override_gets_a_named_error(override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        check_config(_compose(override))
+        check_config(_compose(*override.split()))
     message = str(info.value)
     assert expected in message and "Fix:" in message or "Nearest valid" in message, message
+    assert message.count("\n  - ") == 1, message  # this override, and only it, is reported
 
 
 def test_missing_dataset_path_is_named(tmp_path: Path) -> None:
@@ -112,6 +120,67 @@ def test_missing_dataset_path_is_named(tmp_path: Path) -> None:
         check_config(_compose("data=coco", f"data.root={tmp_path}/nowhere"))
 
 
-def test_default_config_is_valid_and_rules_are_many() -> None:
-    check_config(_compose())
-    assert len(RULES) >= 20
+def test_default_config_is_valid_and_the_checker_keeps_only_cross_key_rules() -> None:
+    assert check_config(_compose()) == []
+    assert [rule.__name__ for rule in RULES] == [
+        "check_num_classes", "check_milestones_fit_run", "check_precision_fits_accelerator", "check_storage_choice"]
+
+
+@pytest.mark.parametrize("override", ["trainer.precision=16", "trainer.precision='16'", "trainer.precision=32",
+                                      "trainer.precision=bf16", "trainer.precision=bf16-mixed", "trainer.precision=64",
+                                      "trainer.precision=auto", "trainer=gpu trainer.precision=16"])
+def test_lightning_precision_aliases_are_accepted(override: str) -> None:
+    cfg = _compose(*override.split())
+    assert config_errors(cfg, machine=False) == []
+
+
+def test_no_aug_epochs_longer_than_the_run_is_clamped_with_a_warning(caplog) -> None:
+    cfg = _compose("experiment=cpu_demo", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=1")
+    assert cfg.data.no_aug_epochs == 2
+    with caplog.at_level("WARNING", logger=config_check.__name__):
+        warnings = check_config(cfg)
+    assert cfg.data.no_aug_epochs == 1
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("data.no_aug_epochs=2 is more than trainer.max_epochs=1: using data.no_aug_epochs=1")
+    assert warnings[0] in caplog.text
+    assert check_config(cfg) == []  # the same config checked again (the CLI and train() both check): nothing new
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2", "data.no_aug_epochs=0"],
+     "trainer.check_val_every_n_epoch=2 with trainer.max_epochs=1: this run never validates"),
+    (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0: this run never validates"),
+])
+def test_a_run_that_never_validates_says_so_before_it_starts(overrides, expected) -> None:
+    warnings = check_config(_compose(*overrides))
+    assert len(warnings) == 1 and warnings[0].startswith(expected), warnings
+    assert "no best.ckpt" in warnings[0] and "Set trainer." in warnings[0]
+
+
+def test_every_problem_of_every_owner_is_reported_at_once() -> None:
+    cfg = _compose("optim.lr=0", "optim.schedule.gamma=2", "trainer.max_epochs=0", "data.batch_size=0",
+                   "seed=-1", "callbacks.ema.decay=2", "+storage.endpoint=x", "model.net.num_classes=7")
+    keys = ["optim.lr=0", "optim.schedule.gamma=2", "trainer.max_epochs=0", "data.batch_size=0", "seed=-1",
+            "callbacks.ema.decay=2", "endpoint", "model.net.num_classes=7"]
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert str(info.value).startswith(f"invalid configuration ({len(keys)} problems):"), str(info.value)
+    for key in keys:
+        assert key in str(info.value), key
+
+
+def test_early_check_imports_no_torch() -> None:
+    """neo-train answers a bad override before torch, Lightning or timm load (the check is torch-free)."""
+    code = (
+        "import sys\n"
+        "from tests.training.test_config_tree import _compose\n"
+        "from neo.training.config_check import config_errors\n"
+        "errors = config_errors(_compose('optim.lr=0', 'data.resolution=1920x1200'), machine=False)\n"
+        "assert len(errors) == 2, errors\n"
+        "heavy = sorted(m for m in ('torch', 'lightning', 'timm', 'cv2') if m in sys.modules)\n"
+        "print('heavy modules:', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "heavy modules: []" in result.stdout, result.stdout

@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from neo.config_problems import SettingsError
 from neo.training.optim import ParamGroupSpec, build_adamw, build_param_groups
-from neo.training.schedule import LrSchedule, build_scheduler, schedule_from_config
+from neo.training.optim_settings import OptimSettings
+from neo.training.schedule import LrSchedule, ScheduleSettings, build_scheduler, schedule_from_config
 
 
 class Net(nn.Module):
@@ -98,3 +100,32 @@ def test_unknown_schedule_is_named() -> None:
     with pytest.raises(ValueError, match="optim.schedule.name='poly'"):
         schedule_from_config({"name": "poly"}, 10, 100)
     assert math.isfinite(LrSchedule("constant", 1)(0))
+
+
+def test_warmup_is_counted_in_steps_unless_told_otherwise() -> None:
+    """The official RT-DETR recipe warms up for 2000 optimizer steps: conf and code agree on the unit."""
+    assert ScheduleSettings().warmup_unit == "step"
+    sched = schedule_from_config({"name": "constant", "warmup": 2000}, steps_per_epoch=10, total_steps=5000)
+    assert sched.warmup_steps == 2000
+
+
+def test_schedule_settings_name_every_problem_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        ScheduleSettings(name="poly", warmup=-1, gamma=2.0, milestones=(50, 40))
+    assert [p.split("=")[0] for p in info.value.problems] == [
+        "optim.schedule.name", "optim.schedule.warmup", "optim.schedule.milestones", "optim.schedule.gamma"]
+
+
+def test_a_mistyped_optim_key_is_refused_with_the_closest_key() -> None:
+    with pytest.raises(SettingsError, match=r"optim.lrr is not a setting .* did you mean optim.lr\?"):
+        build_adamw(Net(), {"lr": 1e-4, "lrr": 1e-3})
+    assert OptimSettings.config_problems({"lr": 1e-4, "schedule": {"warmup_units": "step"}}) == [
+        "optim.schedule.warmup_units is not a setting that neo reads, so it would be ignored. Fix: did you mean "
+        "optim.schedule.warmup_unit? (`+optim.schedule.warmup_units=...` adds a new key; use `+` only for keys that "
+        "are really new)."]
+
+
+def test_bad_optimiser_values_are_refused_by_their_owner() -> None:
+    with pytest.raises(SettingsError) as info:
+        build_adamw(Net(), {"lr": 0, "betas": [0.9, 1.5], "weight_decay": -1})
+    assert [p.split("=")[0] for p in info.value.problems] == ["optim.lr", "optim.weight_decay", "optim.betas"]
