@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
 from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
-from neo.training.config_check import ConfigError, check_config
+from neo.training.config_check import check_config
 from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.pretrained import (
     fit_normalisation,
@@ -73,11 +73,8 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
     run_config = plain(cfg)
     weights = None
     if cfg.get("pretrained"):
-        weights_file = resolve_identifier(str(cfg.pretrained), cfg.get("storage"))
-        try:
-            weights = read_detector_weights(weights_file)
-        except ValueError as exc:  # unreadable/truncated file, unknown layout: one paragraph, no traceback
-            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        weights_file = resolve_identifier(str(cfg.pretrained), cfg.get("storage"), key="pretrained")
+        weights = read_detector_weights(weights_file, value=cfg.pretrained)  # CheckpointError: one paragraph
         note = fit_normalisation(model_cfg, weights)
         if note:
             fit_normalisation(run_config["model"], weights)
@@ -89,10 +86,7 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
         run_config=run_config,
     )
     if weights is not None:
-        try:
-            report = load_detector_weights(module.net, weights)
-        except ValueError as exc:  # weights of another preset: the message names the right one
-            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        report = load_detector_weights(module.net, weights)  # another preset: CheckpointError naming the right one
         log_report(str(cfg.pretrained), weights, report)
     return module
 
