@@ -12,4 +12,6 @@ def missing_options(cfg: DictConfig, command: str, required: dict[str, str], exa
     if not missing:
         return None
     wanted = "; ".join(f"{name}=<{required[name]}>" for name in missing)
-    return f"{command} needs {' and '.join(f'{n}=' for n in missing)} ({wanted}). Example: {example}"
+    verb = "is" if len(missing) == 1 else "are"
+    return (f"{' and '.join(f'{n}=' for n in missing)} {verb} required ({wanted}); {command} has no default for "
+            f"{'it' if len(missing) == 1 else 'them'}. Example: {example}")

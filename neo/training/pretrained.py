@@ -48,6 +48,7 @@ class DetectorWeights:
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
     architecture: OfficialArchitecture | None = None
+    model_name: str | None = None  # the preset a neo checkpoint was trained with
 
 
 def read_detector_weights(path: str | Path, prefer: str = "ema", key: str = "pretrained",
@@ -72,8 +73,8 @@ def read_detector_weights(path: str | Path, prefer: str = "ema", key: str = "pre
             architecture = detect_architecture(state)
         except ValueError:  # tiny, HGNetv2 ... : fine for neo checkpoints
             architecture = None
-        return DetectorWeights(path, "neo", state, ConversionReport(source=source),
-                               net_cfg.get("pixel_mean"), net_cfg.get("pixel_std"), architecture)
+        return DetectorWeights(path, "neo", state, ConversionReport(source=source), net_cfg.get("pixel_mean"),
+                               net_cfg.get("pixel_std"), architecture, neo.model_config.get("name"))
     official = read_official(path, "model" if prefer in ("model", "raw") else "ema", key=key, value=value,
                              checkpoint=checkpoint)
     return DetectorWeights(path, "official", official.converted, official.report, None, None, official.architecture)
@@ -104,8 +105,10 @@ def load_detector_weights(net: torch.nn.Module, weights: DetectorWeights) -> Con
     try:
         report = load_converted(net, weights.state_dict, weights.report)
     except ValueError as exc:
-        raise CheckpointError(f"pretrained={str(weights.path)!r} ({weights.kind} checkpoint): {exc}".rstrip()
-                              + " Fix: pick the model preset named above, or another pretrained file.") from None
+        trained = f" trained with model={weights.model_name}" if weights.model_name else ""
+        fix = f"use model={weights.model_name}" if weights.model_name else "pick the model preset named above"
+        raise CheckpointError(f"pretrained={str(weights.path)!r} ({weights.kind} checkpoint{trained}): {exc} "
+                              f"Fix: {fix}, or another pretrained file.") from None
     if report.num_classes is None:
         head = weights.state_dict.get("decoder.enc_score_head.weight")
         report.num_classes = int(head.shape[0]) if head is not None else None
