@@ -67,6 +67,7 @@ def _named(key: str | None, value: Any) -> str:
 
 def _where(path: Path, key: str | None, value: Any) -> str:
     """``checkpoint='best.ckpt': /abs/best.ckpt`` (the value as typed, then the file it became)."""
+    key = None if key == "import" else key  # a role, not a key=value option
     shown = path if value is None else value
     return f"{_named(key, shown)}: {path}" if str(shown) != str(path) or key else str(path)
 
@@ -98,9 +99,11 @@ def load_file(path: str | Path, key: str | None = "checkpoint", value: Any = Non
     except pickle.UnpicklingError as exc:
         if trust_pickle:
             raise CheckpointError(f"{where} cannot be unpickled ({_first_line(exc)}). Fix: {fix}.") from None
+        trusted = ("rerun with --trust-pickle" if key == "import" else
+                   f"if it is an official RT-DETR file, convert it with neo-weights import {path} --trust-pickle")
         raise CheckpointError(
-            f"{where} holds pickled Python objects that a weights-only load refuses ({_first_line(exc)}). "
-            f"Fix: if you trust the file, convert it with neo-weights import {path} --trust-pickle; else {fix}."
+            f"{where} holds pickled Python objects that a weights-only load refuses ({_first_line(exc)}); neo "
+            f"checkpoints hold only tensors and plain values. Fix: if you trust the file, {trusted}; else {fix}."
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/OSError/... on a broken archive
         raise CheckpointError(

@@ -169,6 +169,7 @@ def train(cfg: DictConfig) -> TrainSummary:
 
 def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModule, callbacks: list[Callback]) -> None:
     summary.epochs = trainer.current_epoch
+    summary.precision = str(trainer.precision)
     summary.steps = trainer.global_step
     speed = _find(callbacks, TrainSpeedMonitor)
     # every rank trains on its own shard of each step's images at the same pace: total = per-rank x ranks

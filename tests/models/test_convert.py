@@ -103,7 +103,7 @@ def test_unknown_keys_are_errors_and_the_right_preset_is_named():
     net, _, _ = build_preset("rtdetr_r18", num_classes=80)
     with pytest.raises(ValueError, match=r"1 unexpected key \(decoder.some_new_head.weight\)"):
         load_official(net, official)
-    with pytest.raises(ValueError, match=r"missing keys .*the checkpoint is rtdetr_r18 \(v1, 80 classes, 3 decoder "
+    with pytest.raises(ValueError, match=r"missing keys .*the checkpoint is rtdetr_r18 \(80 classes, 3 decoder "
                                          r"layers\): use model=rtdetr_r18"):
         load_official(build_preset("rtdetr_r34", num_classes=80)[0], official_state_dict("rtdetr_r18vd_v1"))
     assert extract_state_dict(official)[1] == "state_dict"

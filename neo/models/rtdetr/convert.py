@@ -197,8 +197,9 @@ def load_converted(
             continue
         load[key] = value
     if unexpected or missing or mismatched:
-        kinds = [_listed(len(names), label, names) for label, names in
-                 (("unexpected", unexpected), ("missing", missing), ("with another shape", mismatched)) if names]
+        kinds = [_listed(names, label) for label, names in
+                 (("unexpected key{s}", unexpected), ("missing key{s}", missing),
+                  ("key{s} with another shape", mismatched)) if names]
         raise ValueError(f"the weights do not fit the model: {'; '.join(kinds)}; {_preset_hint(state_dict)}.")
     for key, value in report.derived.items():  # v2 points per level must match the preset's
         ours = net.get_buffer(key)
@@ -213,10 +214,10 @@ def load_converted(
     return report
 
 
-def _listed(count: int, label: str, names: list[str], shown: int = 4) -> str:
-    """'18 unexpected keys (a, b, c, d, ... 14 more)'."""
-    more = f", ... {count - shown} more" if count > shown else ""
-    return f"{count} {label} key{'s' if count != 1 else ''} ({', '.join(names[:shown])}{more})"
+def _listed(names: list[str], label: str, shown: int = 4) -> str:
+    """'18 unexpected keys (a, b, c, d, ... 14 more)' for label 'unexpected key{s}'."""
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} {label.format(s='s' if len(names) != 1 else '')} ({', '.join(names[:shown])}{more})"
 
 
 def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -225,8 +226,8 @@ def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
         arch = detect_architecture(state_dict)
     except ValueError:
         return "pick the model preset the checkpoint was trained with"
-    return (f"the checkpoint is {arch.preset} ({arch.version}, {arch.num_classes} classes, "
-            f"{arch.num_decoder_layers} decoder layers): use model={arch.preset}")
+    return (f"the checkpoint is {arch.preset} ({arch.num_classes} classes, {arch.num_decoder_layers} decoder "
+            f"layers): use model={arch.preset}")
 
 
 def load_official(net: nn.Module, checkpoint: dict, prefer: str = "ema") -> ConversionReport:
