@@ -84,8 +84,12 @@ def resolve_identifier(identifier: str, storage_cfg: Any = None, key: str | None
 
 def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str | Path,
                       storage_cfg: Any = None) -> Path | None:
-    """Local, readable checkpoint file to resume from, or None to start fresh (logged either way)."""
-    if ckpt_path is None:
+    """Local, readable checkpoint file to resume from, or None to start fresh (logged either way).
+
+    None or "" start fresh; ``last``/``best`` are that file of this run's checkpoint folder; ``auto`` the newest
+    readable one here or in the bucket (None when there is none); anything else goes through the resolver.
+    """
+    if ckpt_path is None or not str(ckpt_path).strip():
         return None
     if ckpt_path in ("last", "best"):
         path = Path(checkpoint_dir) / f"{ckpt_path}.ckpt"

@@ -220,3 +220,10 @@ def test_predict_subprocess_without_checkpoint(tmp_path: Path) -> None:
     text = output(result)
     assert result.returncode == 1 and "Traceback" not in text and "MissingMandatoryValue" not in text, text[-3000:]
     assert "neo-predict: checkpoint= is required" in text
+
+
+@pytest.mark.parametrize("value", [None, "", " "])
+def test_no_ckpt_path_starts_fresh(value, tmp_path: Path) -> None:
+    from neo.training.checkpoints import resolve_ckpt_path
+
+    assert resolve_ckpt_path(value, "run", tmp_path / "checkpoints") is None
