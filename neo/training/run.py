@@ -207,6 +207,7 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     metrics; epochs, steps and the validation history come from the newest checkpoint of the run (the
     last logged val metrics when there is none).
     """
+    from neo.training.checkpoint_format import read_neo
     from neo.training.checkpoints import newest_local_checkpoint
 
     logged = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -214,7 +215,7 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     if path is None:  # no checkpoints (debug=fast): the last validation is all there is
         summary.metrics = logged
         return
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = read_neo(path, key=None, mmap=True, need_config=False).content
     summary.epochs = int(checkpoint.get("epoch", 0)) + 1
     summary.steps = int(checkpoint.get("global_step", 0))
     history = checkpoint.get("neo_metrics_history") or []
