@@ -7,6 +7,7 @@ of neo checkpoints); this module turns it into a ready ``RTDETRModule`` and feed
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import torch
 from neo.training.checkpoint_format import check_state_dict_fits, read_neo
 from neo.training.module import RTDETRModule
 from neo.training.run import PRETRAINED_KEYS
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -58,12 +61,20 @@ def load_checkpoint_module(path: str | Path, weights: str = "ema", key: str = "c
     return module.eval()
 
 
+FALLBACK_SIZE = "640x360"
+
+
 def eval_size_of(module: RTDETRModule) -> tuple[int, int]:
-    """(H, W) canvas the model was validated at (data.eval_size, else data.resolution)."""
+    """(H, W) canvas the model was validated at (data.eval_size, else data.resolution; imported official
+    checkpoints carry 640x360). A checkpoint with neither gets 640x360 with a warning saying so."""
     from neo.data.sizes import check_16x9
 
     data = (module.hparams.get("run_config") or {}).get("data") or {}
-    value = data.get("eval_size") or data.get("resolution") or "640x360"
+    value = data.get("eval_size") or data.get("resolution")
+    if not value:
+        log.warning("the checkpoint carries no eval size (data.eval_size / data.resolution): using %s; pass "
+                    "size=WxH (neo-predict) or --size (neo-export) for another", FALLBACK_SIZE)
+        value = FALLBACK_SIZE
     return check_16x9(value, key="data.eval_size")
 
 

@@ -222,8 +222,8 @@ def read_neo(path: str | Path, key: str | None = "checkpoint", value: Any = None
                 fix = (f"to start a new run from these weights use pretrained={path} instead of ckpt_path "
                        f"(which resumes a neo training run)")
             else:
-                fix = (f"convert it once with: neo-weights import {path} --out {path.stem}_neo.ckpt, then pass "
-                       f"{key or 'checkpoint'}={path.stem}_neo.ckpt")
+                fix = (f"convert it once with: neo-weights import {path} --out {path.stem}_neo.ckpt, then give "
+                       f"{path.stem}_neo.ckpt instead")
             raise CheckpointError(f"{where} is {what}, not a neo checkpoint. Fix: {fix}.")
         keys = sorted(map(str, checkpoint))[:6]
         raise CheckpointError(f"{where} is not a neo checkpoint (no 'state_dict' of net.* weights; it has {keys}). "

@@ -25,7 +25,7 @@ from neo.models.rtdetr.convert import (
     detect_architecture,
     load_converted,
 )
-from neo.training.checkpoint_format import CheckpointError, is_neo, load_file, read_official
+from neo.training.checkpoint_format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,6 @@ def read_detector_weights(path: str | Path, prefer: str = "ema", key: str = "pre
     prefer: "ema" (default) or "raw"/"model": for neo checkpoints the raw weights when the run had EMA,
         for official files ``model`` rather than ``ema.module``.
     """
-    from neo.training.checkpoint_format import NeoCheckpoint
-
     path = Path(path)
     checkpoint = load_file(path, key, value)
     if is_neo(checkpoint):
