@@ -285,7 +285,7 @@ def read_official(path: str | Path, prefer: str = "ema", key: str | None = "impo
 
 def check_state_dict_fits(expected: Mapping[str, Any], checkpoint: Mapping[str, Any],
                           path: str | Path | None = None, model_name: str | None = None,
-                          key: str = "ckpt_path") -> None:
+                          key: str | None = "ckpt_path") -> None:
     """Raise CheckpointError when ``checkpoint["state_dict"]`` has other keys or shapes than ``expected``
     (a module's ``state_dict()``): names a few of each kind and the model preset each side was built from."""
     state = checkpoint.get("state_dict") or {}
@@ -305,7 +305,7 @@ def check_state_dict_fits(expected: Mapping[str, Any], checkpoint: Mapping[str, 
     trained = ((hparams.get("model") or {}).get("name")) if isinstance(hparams, Mapping) else None
     if key != "ckpt_path":  # inference rebuilds the model from the file's own config: the file is inconsistent
         raise CheckpointError(
-            f"{key}={str(path)!r} does not fit the model its own config describes (model={trained}); "
+            f"{_named(key, path)} does not fit the model its own config describes (model={trained}); "
             f"{'; '.join(parts)}. The file was edited or assembled from two checkpoints. Fix: "
             f"{NEO_FIX['checkpoint']}."
         )
