@@ -7,7 +7,8 @@ uint8 [batch, 3, H, W] RGB 0..255 (default; or float32 0..1), outputs "labels" i
 float32 [batch, K, 4] xyxy pixels of the input, "scores" float32 [batch, K] (see neo.export.onnx).
 After writing, onnxruntime runs the graph on a sample batch (random pixels, or --sample IMAGE
 letterboxed) and the max abs differences to PyTorch are printed; the exit code is 1 when they exceed
---atol (scores) or --box-atol (pixels). CKPT: a path, URL or bare file name ($NEO_BUCKET, $NEO_CACHE_DIR).
+--atol (scores) or --box-atol (pixels), and when CKPT cannot be used (missing, truncated, not a neo
+checkpoint: one paragraph naming it). CKPT: a path, URL or bare file name ($NEO_BUCKET, $NEO_CACHE_DIR).
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ def parse_export_size(value: str) -> tuple[int, int]:
 
 
 def _resolve(identifier: str) -> Path:
+    """A local file as is; a URL or bare file name through neo.storage (bucket from $NEO_BUCKET)."""
     from neo.storage import StorageSettings, resolve
 
+    local = Path(identifier).expanduser()
+    if local.is_file():
+        return local
     settings = StorageSettings(bucket=os.environ.get("NEO_BUCKET") or None, prefix=os.environ.get("NEO_PREFIX", ""))
     return Path(resolve(identifier, storage=settings))
 
@@ -72,7 +77,7 @@ def cmd_onnx(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     path = _resolve(args.checkpoint)
-    module = load_checkpoint_module(path, weights=args.weights)
+    module = load_checkpoint_module(path, weights=args.weights, key=None, value=args.checkpoint)
     size = parse_export_size(args.size) if args.size else eval_size_of(module)
     out = Path(args.out) if args.out else path.with_name(f"{path.stem}_{size[1]}x{size[0]}.onnx")
     top_k = int(getattr(module.postprocessor, "num_top_queries", 300))
@@ -126,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return cmd_onnx(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError, ResolveError, a bad --size: one paragraph
         print(f"neo-export: {exc}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

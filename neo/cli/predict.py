@@ -14,8 +14,15 @@ from omegaconf import DictConfig
 
 def run(cfg: DictConfig) -> int:
     """Predict and write outputs into ``output_dir``; returns an exit code."""
+    from neo.cli.required import missing_options
     from neo.inference.predict import predict_source
 
+    missing = missing_options(cfg, "neo-predict", {"checkpoint": "neo checkpoint: path, URL or bare file name",
+                                                   "source": "image, folder of images or video file"},
+                              "neo-predict checkpoint=outputs/runs/cpu_demo/checkpoints/best.ckpt source=photo.jpg")
+    if missing:
+        print(f"neo-predict: {missing}", file=sys.stderr)
+        return 1
     try:
         result = predict_source(cfg)
     except (FileNotFoundError, ValueError) as exc:

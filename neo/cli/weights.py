@@ -226,6 +226,11 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
     return 0
 
 
+LAYOUTS = {"v1": "RT-DETR v1 names: encoder.input_proj.<i>.0/.1, decoder.enc_output.0/.1",
+           "v2": "RT-DETRv2 names as released: encoder.input_proj.<i>.conv/.norm, decoder.enc_output.proj/.norm, "
+                 "640x640 anchors"}
+
+
 def print_import_report(result, identifier: str, source: Path, verbose: bool = False) -> None:
     """Plain lines (readable in logs): architecture, what mapped per module, every rename and drop with its
     reason, the normalisation, the file written and the next commands."""
@@ -235,6 +240,7 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"source: {identifier}" + (f" -> {source}" if str(source) != identifier else "") + f" ({report.source})",
         f"architecture: RT-DETR {arch.version}, preset {result.preset}, {arch.num_classes} classes, "
         f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
+        f"layout: {arch.version} ({LAYOUTS.get(arch.version, arch.version)})",
         f"mapped: {len(report.mapped)} tensors, strict (no missing or unexpected keys): {per_module}",
     ]
     lines += [f"  {key}" for key in report.mapped] if verbose else []
@@ -247,7 +253,9 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"wrote {result.output}",
         f"  fine-tune: neo-train model={result.preset} pretrained={result.output} data=...  "
         "(class heads re-initialised when data.num_classes differs)",
-        f"  evaluate:  neo-eval checkpoint={result.output} data=coco data.root=...",
+        f"  predict:   neo-predict checkpoint={result.output} source=IMAGE  (640x360, COCO names)",
+        f"  evaluate:  neo-eval checkpoint={result.output}  (COCO under data/coco; elsewhere: data=coco "
+        "data.root=...)",
         f"  export:    neo-export onnx {result.output} --size 1920x1080",
     ]
     print("\n".join(lines))

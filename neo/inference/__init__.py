@@ -1,1 +1,5 @@
-"""neo.inference: what runs a trained checkpoint: load it (loading), evaluate it (evaluate), predict with it (predict)."""
+"""neo.inference: what runs a trained checkpoint (the file itself is read by neo.training.checkpoint_format).
+
+loading: rebuild the module (EMA or raw weights) and feed it images; evaluate: ``neo-eval`` (COCO metrics at a
+stated precision); predict: ``neo-predict`` (image, folder or video).
+"""

@@ -1,7 +1,7 @@
-"""Use a trained checkpoint: rebuild the module (raw or EMA weights) and predict on images or video.
+"""Use a trained checkpoint: rebuild the module (EMA or raw weights) and predict on images or video.
 
-A neo checkpoint's ``state_dict`` holds the EMA weights when EMA was on (Lightning's WeightAveraging
-writes them there) and ``current_model_state`` the raw ones; without EMA both are the raw weights.
+The file is read, checked and its weights chosen by :mod:`neo.training.checkpoint_format` (the one reader
+of neo checkpoints); this module turns it into a ready ``RTDETRModule`` and feeds it images.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from neo.training.checkpoint_format import check_state_dict_fits, read_neo
 from neo.training.module import RTDETRModule
 from neo.training.run import PRETRAINED_KEYS
 
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-WEIGHTS = ("ema", "raw")
 
 
 def _drop_pretrained(model_cfg: dict) -> dict:
@@ -39,42 +39,42 @@ def _drop_pretrained(model_cfg: dict) -> dict:
     return model_cfg
 
 
-def load_checkpoint_module(path: str | Path, weights: str = "ema") -> RTDETRModule:
-    """RTDETRModule from a neo checkpoint (``weights_only=True`` load) in eval mode on the CPU.
+def load_checkpoint_module(path: str | Path, weights: str = "ema", key: str = "checkpoint",
+                           value: Any = None) -> RTDETRModule:
+    """RTDETRModule rebuilt from a neo checkpoint (read by :func:`neo.training.checkpoint_format.read_neo`)
+    in eval mode on the CPU.
 
-    weights: "ema" (the validated weights; same as raw when EMA was off) or "raw".
+    weights: "ema" (the validated weights; the raw ones when EMA was off) or "raw". ``key``/``value``: the
+    option the user named the file with, for the one-paragraph CheckpointError on a bad file.
     """
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r} is unknown: use 'ema' or 'raw'")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    hparams = dict(ckpt.get("hyper_parameters") or {})
-    if "model" not in hparams:
-        raise ValueError(f"{path} is not a neo training checkpoint (no hyper_parameters.model)")
+    checkpoint = read_neo(path, key=key, value=value)
+    state, label = checkpoint.weights(weights)
+    hparams = checkpoint.hparams
     hparams["model"] = _drop_pretrained(hparams["model"])
     module = RTDETRModule(**hparams)
-    has_ema = "current_model_state" in ckpt
-    imported = ckpt.get("neo_import") or {}  # written by `neo-weights import`: one set of weights
-    if weights == "raw" and has_ema:
-        state = ckpt["current_model_state"]
-    else:
-        if weights == "ema" and not has_ema and not imported:
-            log.warning("%s was trained without EMA: evaluating its raw weights", path)
-        state = ckpt["state_dict"]
+    check_state_dict_fits(module.state_dict(), {**checkpoint.content, "state_dict": state}, path,
+                          hparams["model"].get("name"), key=key)
     module.load_state_dict(state)
-    module.loaded_weights = "ema" if (weights == "ema" and has_ema) else "raw"
-    if imported:
-        module.loaded_weights = "ema" if imported.get("state") == "ema.module" else "raw"
-    module.checkpoint_epoch = int(ckpt.get("epoch", -1))
-    module.checkpoint_step = int(ckpt.get("global_step", -1))
+    module.loaded_weights = label
+    module.checkpoint_epoch = checkpoint.epoch
+    module.checkpoint_step = checkpoint.global_step
     return module.eval()
 
 
+FALLBACK_SIZE = "640x360"
+
+
 def eval_size_of(module: RTDETRModule) -> tuple[int, int]:
-    """(H, W) canvas the model was validated at (data.eval_size, else data.resolution)."""
+    """(H, W) canvas the model was validated at (data.eval_size, else data.resolution; imported official
+    checkpoints carry 640x360). A checkpoint with neither gets 640x360 with a warning saying so."""
     from neo.data.sizes import check_16x9
 
     data = (module.hparams.get("run_config") or {}).get("data") or {}
-    value = data.get("eval_size") or data.get("resolution") or "640x360"
+    value = data.get("eval_size") or data.get("resolution")
+    if not value:
+        log.warning("the checkpoint carries no eval size (data.eval_size / data.resolution): using %s; pass "
+                    "size=WxH (neo-predict) or --size (neo-export) for another", FALLBACK_SIZE)
+        value = FALLBACK_SIZE
     return check_16x9(value, key="data.eval_size")
 
 

@@ -32,9 +32,9 @@ def predict_source(cfg: DictConfig) -> dict[str, Any]:
     from neo.evaluation.draw import draw_prediction
     from neo.evaluation.outputs import prediction_record, write_predictions
 
-    path = resolve_identifier(str(cfg.checkpoint), cfg.get("storage"))
+    path = resolve_identifier(str(cfg.checkpoint), cfg.get("storage"), key="checkpoint")
     device = _device(str(cfg.device))
-    module = load_checkpoint_module(path, weights=str(cfg.weights)).to(device)
+    module = load_checkpoint_module(path, weights=str(cfg.weights), value=cfg.checkpoint).to(device)
     size = check_16x9(cfg.size, key="size") if cfg.get("size") else eval_size_of(module)
     names = list(module.hparams.get("class_names") or [str(i) for i in range(module.net.num_classes)])
     id_map = module.hparams.get("label_to_category_id")

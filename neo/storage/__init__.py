@@ -4,7 +4,6 @@ Public API (the training layer uses these):
     StorageSettings.from_config(cfg.storage)
     resolve(identifier, *, storage=None, registry=None, refresh=False) -> Path
     CheckpointSync(storage, run_name)                                   # Trainer(plugins=[...])
-    resolve_ckpt_path(ckpt_path, *, run_name, storage, local_dir=None) -> Path | str | None
     find_auto_checkpoint(run_name, settings, local_dir=None) -> Path | None   # downloads if only in the bucket
     locate_auto_checkpoint(run_name, settings, local_dir=None) -> str | None  # local path or bucket URL
 ``CheckpointSync`` and the checkpoint functions import Lightning lazily.
@@ -16,7 +15,7 @@ from neo.storage.registry import Registry, RegistryEntry
 from neo.storage.resolver import resolve
 from neo.storage.settings import StorageSettings
 
-_LAZY = {"CheckpointSync", "find_auto_checkpoint", "locate_auto_checkpoint", "resolve_ckpt_path"}
+_LAZY = {"CheckpointSync", "find_auto_checkpoint", "locate_auto_checkpoint"}
 
 __all__ = ["B2FileSystem", "R2FileSystem", "Registry", "RegistryEntry", "ResolveError", "StorageSettings",
            "register_protocols", "resolve", *sorted(_LAZY)]

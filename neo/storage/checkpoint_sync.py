@@ -7,7 +7,8 @@
   this run resumed from. ``teardown`` drains the queue with a bounded wait and warns about leftovers.
 - ``find_auto_checkpoint``: the newest ``*.ckpt`` of a run, locally or in the bucket, as a local file
   (``locate_auto_checkpoint`` gives its location without downloading).
-- ``resolve_ckpt_path``: ``ckpt_path`` = path | URL | bare filename | ``auto`` -> local Path (or None).
+``ckpt_path`` itself (path | URL | bare filename | ``auto`` | ``last`` | ``best``) is resolved by
+``neo.training.checkpoints.resolve_ckpt_path``, which calls ``find_auto_checkpoint`` for ``auto``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from neo.storage.settings import StorageSettings, check_key
 from neo.storage.uploader import BackgroundUploader
 
 log = logging.getLogger(__name__)
-LIGHTNING_KEYWORDS = {"last", "best", "hpc", "registry"}
 STAGING = ".neo-sync"
 
 
@@ -219,17 +219,3 @@ def find_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: st
         return None
     log.info("ckpt_path=auto: resuming run %r from %s", run_name, found)
     return resolve(found, storage=settings, refresh=True)
-
-
-def resolve_ckpt_path(ckpt_path: str | os.PathLike | None, *, run_name: str, storage: StorageSettings,
-                      local_dir: str | Path | None = None) -> Path | str | None:
-    """``ckpt_path`` for ``Trainer.fit``: None/"" -> None; "auto" -> newest of this run (local or bucket) or
-    None; Lightning keywords ("last", "best", "hpc") pass through; anything else -> ``resolve()``."""
-    if ckpt_path is None or str(ckpt_path).strip().lower() in ("", "none", "null"):
-        return None
-    value = os.fspath(ckpt_path).strip()
-    if value in LIGHTNING_KEYWORDS:
-        return value
-    if value == "auto":
-        return find_auto_checkpoint(run_name, storage, local_dir)
-    return resolve(value, storage=storage)

@@ -1,5 +1,6 @@
 """Turn ``ckpt_path`` (path | URL | bare filename | ``auto`` | ``last`` | ``best``) into a local file, and
-refuse a checkpoint that cannot be read or does not fit the model with a one-paragraph error.
+refuse a checkpoint that cannot be read or does not fit the model with a one-paragraph error (the reading
+and checking is :mod:`neo.training.checkpoint_format`'s, shared by every command).
 
 ``auto`` looks for the newest readable ``*.ckpt`` in this run's checkpoint folder, then asks neo.storage
 for the newest one of this run name in the bucket; it always says what it found (Lightning's own
@@ -10,21 +11,18 @@ for the newest one of this run name in the bucket; it always says what it found 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neo.training.config_check import ConfigError
+from neo.training.checkpoint_format import CheckpointError, check_state_dict_fits, read_neo
+
+__all__ = ["CheckpointError", "WeightsUnavailableError", "check_state_dict_fits", "newest_local_checkpoint",
+           "resolve_ckpt_path", "resolve_identifier", "storage_settings"]
 
 log = logging.getLogger(__name__)
 
 # Checkpoints that resume a run, by preference when equally new.
 RESUMABLE = ("last.ckpt", "interrupted.ckpt")
-_EXAMPLES = 3  # key names quoted per kind of mismatch
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint named in the config cannot be read, or does not fit the model being trained."""
 
 
 class WeightsUnavailableError(CheckpointError, FileNotFoundError):
@@ -33,65 +31,6 @@ class WeightsUnavailableError(CheckpointError, FileNotFoundError):
 
 def _named(key: str | None, value: Any) -> str:
     return f"{key}={str(value)!r}" if key else repr(str(value))
-
-
-def read_checkpoint_file(path: str | Path, key: str | None = "ckpt_path", value: Any = None) -> dict[str, Any]:
-    """Open a Lightning checkpoint cheaply (memory-mapped, ``weights_only=True``) or raise CheckpointError.
-
-    Catches truncated/garbage files (an interrupted copy or download), files that need full pickle
-    loading, and files that are not Lightning training checkpoints (no ``state_dict``).
-    """
-    import torch
-
-    path = Path(path)
-    named = _named(key, path if value is None else value)
-    try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/UnpicklingError/EOFError/OSError
-        reason = (str(exc).splitlines() or [""])[0].split(". ")[0][:160]
-        raise CheckpointError(
-            f"{named}: {path} is not a readable checkpoint ({type(exc).__name__}: {reason}). It is probably "
-            f"truncated (an interrupted copy, save or download) or not a PyTorch checkpoint. Fix: pass another "
-            f"checkpoint of this run (best.ckpt, interrupted.ckpt or its bucket copy), or ckpt_path=auto to take "
-            f"the newest readable one."
-        ) from None
-    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
-        keys = sorted(checkpoint)[:6] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise CheckpointError(
-            f"{named}: {path} is not a Lightning training checkpoint (no 'state_dict'; has {keys}). "
-            f"Fix: to start from these weights use pretrained=<file> (neo or official RT-DETR weights) "
-            f"instead of ckpt_path, which resumes a neo training run."
-        )
-    return dict(checkpoint)
-
-
-def check_state_dict_fits(expected: Mapping[str, Any], checkpoint: Mapping[str, Any],
-                          path: str | Path | None = None, model_name: str | None = None) -> None:
-    """Raise CheckpointError when ``checkpoint["state_dict"]`` has other keys or shapes than ``expected``
-    (a module's ``state_dict()``): names a few of each kind and the model preset each side was built from."""
-    state = checkpoint.get("state_dict") or {}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f"{k} (checkpoint {list(state[k].shape)}, model {list(expected[k].shape)})" for k in expected
-                  if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or mis_shaped):
-        return
-    parts = []
-    for label, names in (("missing from the checkpoint", missing), ("unexpected", unexpected),
-                         ("with another shape", mis_shaped)):
-        if names:
-            more = f", ... {len(names) - _EXAMPLES} more" if len(names) > _EXAMPLES else ""
-            parts.append(f"{len(names)} keys {label} ({', '.join(names[:_EXAMPLES])}{more})")
-    hparams = checkpoint.get("hyper_parameters") or {}
-    trained = ((hparams.get("model") or {}).get("name")) if isinstance(hparams, Mapping) else None
-    origin = f"it was trained with model={trained}, this run builds model={model_name}" if trained else \
-        f"this run builds model={model_name}"
-    fix = f"resume with model={trained} (and the same data.num_classes)" if trained and trained != model_name else \
-        "resume with the model preset and data.num_classes the checkpoint was trained with"
-    raise CheckpointError(
-        f"ckpt_path={str(path)!r} does not fit the model: {origin}; {'; '.join(parts)}. Fix: {fix}; to start "
-        f"a new run of the same architecture from its weights with another class count, use pretrained=<file>."
-    )
 
 
 def newest_local_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -107,7 +46,7 @@ def newest_local_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     for group in (preferred, others):
         for path in sorted(group, key=lambda p: p.stat().st_mtime, reverse=True):
             try:
-                read_checkpoint_file(path, key=None)
+                read_neo(path, key=None, mmap=True, need_config=False)
                 return path
             except CheckpointError as exc:
                 log.warning("ckpt_path=auto: skipping %s", exc)
@@ -145,15 +84,19 @@ def resolve_identifier(identifier: str, storage_cfg: Any = None, key: str | None
 
 def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str | Path,
                       storage_cfg: Any = None) -> Path | None:
-    """Local, readable checkpoint file to resume from, or None to start fresh (logged either way)."""
-    if ckpt_path is None:
+    """Local, readable checkpoint file to resume from, or None to start fresh (logged either way).
+
+    None or "" start fresh; ``last``/``best`` are that file of this run's checkpoint folder; ``auto`` the newest
+    readable one here or in the bucket (None when there is none); anything else goes through the resolver.
+    """
+    if ckpt_path is None or not str(ckpt_path).strip():
         return None
     if ckpt_path in ("last", "best"):
         path = Path(checkpoint_dir) / f"{ckpt_path}.ckpt"
         if not path.is_file():
             raise WeightsUnavailableError(
                 f"ckpt_path={ckpt_path} but {path} does not exist. Fix: use ckpt_path=auto or a path")
-        read_checkpoint_file(path, value=ckpt_path)
+        read_neo(path, key="ckpt_path", value=ckpt_path, mmap=True, need_config=False)
         log.info("Resuming from %s", path)
         return path
     if ckpt_path == "auto":
@@ -161,7 +104,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str 
         if path is None and storage_cfg is not None:
             path = _auto_from_storage(run_name, storage_cfg)
             if path is not None:
-                read_checkpoint_file(path, value=path)
+                read_neo(path, key="ckpt_path", value=path, mmap=True, need_config=False)
         if path is None:
             log.info("ckpt_path=auto: no checkpoint of run %r in %s or the bucket; starting fresh", run_name,
                      checkpoint_dir)
@@ -169,7 +112,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str 
             log.info("ckpt_path=auto: resuming run %r from %s", run_name, path)
         return path
     path = resolve_identifier(str(ckpt_path), storage_cfg, key="ckpt_path")
-    read_checkpoint_file(path, value=ckpt_path)
+    read_neo(path, key="ckpt_path", value=ckpt_path, mmap=True, need_config=False)
     log.info("Resuming from %s", path)
     return path
 

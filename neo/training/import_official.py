@@ -3,8 +3,10 @@
 The written file is Lightning-format like every neo checkpoint (``state_dict`` with ``net.*`` keys,
 ``hyper_parameters`` of plain containers), so ``neo-train pretrained=``, ``neo-eval``, ``neo-predict`` and
 ``neo-export`` take it as is. Its model config is the matching neo preset with the official input
-normalisation (pixel_mean/pixel_std null: images / 255 only) and the checkpoint's class count;
-80-class checkpoints carry the COCO class names and category ids.
+normalisation (pixel_mean/pixel_std null: images / 255 only) and the checkpoint's class count; its data
+config gives the 16:9 eval/predict size (640x360: the official 640 width) and, for 80 classes, COCO 2017,
+whose class names and category ids it carries. Reading and writing go through
+:mod:`neo.training.checkpoint_format`; both the v1 and the released v2 layouts import.
 """
 
 from __future__ import annotations
@@ -14,25 +16,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import lightning
-import torch
 from omegaconf import OmegaConf
 
 from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from neo.files import atomic_path
 from neo.models.rtdetr import PRESETS, load_preset_config
-from neo.models.rtdetr.convert import (
-    ConversionReport,
-    OfficialArchitecture,
-    convert_state_dict,
-    detect_architecture,
-    extract_state_dict,
-    load_converted,
-    read_checkpoint,
+from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
+from neo.training.checkpoint_format import (
+    CheckpointError,
+    checkpoint_content,
+    read_official,
+    write_checkpoint,
 )
 from neo.training.module import RTDETRModule
 
 CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_r"))
+# Official models train and validate at 640x640; the 16:9 canvas of the same width keeps their scale.
+DEFAULT_EVAL_SIZE = "640x360"
 
 
 @dataclass
@@ -69,6 +68,19 @@ def class_labels(num_classes: int) -> tuple[list[str], list[int]]:
     return [f"class_{i}" for i in range(num_classes)], list(range(1, num_classes + 1))
 
 
+def default_data_config(num_classes: int, eval_size: str = DEFAULT_EVAL_SIZE) -> dict[str, Any]:
+    """The data config an imported checkpoint carries: the 16:9 eval/predict size and, for 80 classes, COCO
+    2017 at its default place (``${paths.data_dir}/coco``), so ``neo-eval`` and ``neo-predict`` need no extra flags."""
+    data: dict[str, Any] = {"num_classes": num_classes, "resolution": eval_size, "eval_size": eval_size}
+    if num_classes == len(COCO_CLASS_NAMES):
+        text = (resources.files("conf") / "data" / "coco.yaml").read_text()
+        coco = OmegaConf.create(text)
+        coco.max_epochs = None
+        coco.seed = 0  # root stays ${paths.data_dir}/coco: neo-eval resolves it with its own paths
+        data = {**OmegaConf.to_container(coco, resolve=False), **data}
+    return data
+
+
 def import_official(
     source: str | Path,
     output: str | Path,
@@ -76,47 +88,41 @@ def import_official(
     prefer: str = "ema",
     trust_pickle: bool = False,
     origin: str | None = None,
+    eval_size: str = DEFAULT_EVAL_SIZE,
 ) -> ImportResult:
-    """Convert an official checkpoint file into a neo checkpoint at ``output``.
+    """Convert an official checkpoint file (v1 or v2 layout) into a neo checkpoint at ``output``.
 
     preset: neo preset to load into (None: detected from the keys and shapes).
     prefer: "ema" (``ema.module`` when present, else ``model``) or "model".
     origin: how the user named the source (registry name, URL), recorded in the checkpoint.
-    Raises ValueError on any key that does not map (unexpected, missing or mis-shaped), naming it.
+    eval_size: the 16:9 size neo-eval / neo-predict / neo-export use by default (``data.eval_size``).
+    Raises CheckpointError (naming the file) on an unreadable file and on any key that does not map
+    (unexpected, missing or mis-shaped); nothing is written then.
     """
     source, output = Path(source), Path(output)
-    official, picked = extract_state_dict(read_checkpoint(source, trust_pickle), prefer)
-    architecture = detect_architecture(official)
+    official = read_official(source, prefer, key="import", value=origin, trust_pickle=trust_pickle)
+    architecture = official.architecture
     preset = preset or architecture.preset
-    model_cfg = preset_model_config(preset, architecture.num_classes)
+    try:
+        model_cfg = preset_model_config(preset, architecture.num_classes)
+    except ValueError as exc:
+        raise CheckpointError(f"import {origin or source}: {exc}") from None
     names, category_ids = class_labels(architecture.num_classes)
-    imported = {"source": origin or str(source), "file": source.name, "state": picked,
+    imported = {"source": origin or str(source), "file": source.name, "state": official.picked,
                 "version": architecture.version, "preset": preset}
+    data_cfg = default_data_config(architecture.num_classes, eval_size)
     module = RTDETRModule(model=model_cfg, optim=default_optim_config(), class_names=names,
                           label_to_category_id=category_ids,
-                          run_config={"model": model_cfg, "imported_from": imported})
-    converted, report = convert_state_dict(official)
-    report.source = picked
-    load_converted(module.net, converted, report)
+                          run_config={"model": model_cfg, "data": data_cfg, "imported_from": imported})
+    report = official.report
+    try:
+        load_converted(module.net, official.converted, report)
+    except ValueError as exc:  # another preset, an unknown key: the message names them and the right preset
+        raise CheckpointError(f"import {origin or source}: {source} ({architecture.version} layout, "
+                              f"{official.picked}) does not load into model={preset}: {exc}") from None
     if report.reinitialised:  # cannot happen with the checkpoint's own class count; guard the invariant
-        raise ValueError(f"import left class tensors unloaded: {report.reinitialised}")
+        raise CheckpointError(f"import left class tensors unloaded: {report.reinitialised}")
     imported.update(renamed=dict(report.renamed), dropped=dict(report.dropped))
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "epoch": 0,
-        "global_step": 0,
-        "pytorch-lightning_version": lightning.__version__,
-        "neo_import": imported,
-    }
-    with atomic_path(output) as tmp:  # no half-written checkpoint on failure
-        torch.save(checkpoint, tmp)
-    _verify(output, module)
+    write_checkpoint(output, checkpoint_content(module, neo_import=imported))
     return ImportResult(output, preset, architecture, report,
                         sum(p.numel() for p in module.net.parameters()), names)
-
-
-def _verify(output: Path, module: RTDETRModule) -> None:
-    """Re-read the file as neo-eval does (weights_only) and load it strictly into the module."""
-    written = torch.load(str(output), map_location="cpu", weights_only=True)
-    module.load_state_dict(written["state_dict"], strict=True)

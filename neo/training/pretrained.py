@@ -4,7 +4,8 @@ model config's input normalisation to it, and load it into the detector.
 Two kinds of file are accepted:
   * a neo training checkpoint (Lightning format, ``state_dict`` keys ``net.*``; its ``state_dict`` holds
     the EMA weights when EMA was on), e.g. one written by ``neo-weights import``;
-  * an official lyuwenyu/RT-DETR ``.pth`` (v1 or v2; ``ema.module`` preferred over ``model``).
+  * an official lyuwenyu/RT-DETR ``.pth`` (v1 or v2 names; ``ema.module`` preferred over ``model``).
+Both are read by :mod:`neo.training.checkpoint_format`.
 A different class count re-initialises only the class-dependent tensors (see
 :data:`neo.models.rtdetr.convert.CLASS_DEPENDENT`); the report names them.
 """
@@ -21,16 +22,12 @@ import torch
 from neo.models.rtdetr.convert import (
     ConversionReport,
     OfficialArchitecture,
-    convert_state_dict,
     detect_architecture,
-    extract_state_dict,
     load_converted,
-    read_checkpoint,
 )
+from neo.training.checkpoint_format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 
 log = logging.getLogger(__name__)
-
-NEO_PREFIXES = ("net.", "criterion.", "postprocessor.")
 
 
 @dataclass
@@ -41,7 +38,7 @@ class DetectorWeights:
     state_dict: neo key names (official keys already renamed; size-bound buffers dropped).
     report: the renames/drops so far; :func:`load_detector_weights` completes it.
     pixel_mean, pixel_std: the input normalisation the weights were trained with (None = /255 only).
-    architecture: preset, version and class count read from the keys (None if not an R18..R101 RT-DETR).
+    architecture: preset, layout and class count read from the keys (None if not an R18..R101 RT-DETR).
     """
 
     path: Path
@@ -51,41 +48,34 @@ class DetectorWeights:
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
     architecture: OfficialArchitecture | None = None
+    model_name: str | None = None  # the preset a neo checkpoint was trained with
 
 
-def is_neo_checkpoint(checkpoint: dict[str, Any]) -> bool:
-    """True for a Lightning-format neo checkpoint (``state_dict`` keys under net./criterion./postprocessor.)."""
-    state = checkpoint.get("state_dict")
-    return isinstance(state, dict) and bool(state) and all(k.startswith(NEO_PREFIXES) for k in state)
+def read_detector_weights(path: str | Path, prefer: str = "ema", key: str = "pretrained",
+                          value: Any = None) -> DetectorWeights:
+    """Read a neo or official checkpoint file into :class:`DetectorWeights` (through
+    :mod:`neo.training.checkpoint_format`; a bad file raises its one-paragraph CheckpointError).
 
-
-def read_detector_weights(path: str | Path, prefer: str = "ema", trust_pickle: bool = False) -> DetectorWeights:
-    """Read a neo or official checkpoint file into :class:`DetectorWeights`.
-
-    prefer: "ema" (default) or "model"/"raw" — for neo checkpoints "model"/"raw" picks
-        ``current_model_state`` (the raw weights) when the run had EMA.
+    prefer: "ema" (default) or "raw"/"model": for neo checkpoints the raw weights when the run had EMA,
+        for official files ``model`` rather than ``ema.module``.
     """
     path = Path(path)
-    checkpoint = read_checkpoint(path, trust_pickle=trust_pickle)
-    if is_neo_checkpoint(checkpoint):
-        state = checkpoint["state_dict"]
-        imported = checkpoint.get("neo_import") or {}
-        source = (f"state_dict (neo checkpoint imported from {imported.get('file')}, {imported.get('state')})"
-                  if imported else "state_dict (neo checkpoint, EMA weights when EMA was on)")
-        if prefer in ("model", "raw") and isinstance(checkpoint.get("current_model_state"), dict):
-            state, source = checkpoint["current_model_state"], "current_model_state (neo checkpoint, raw weights)"
-        net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-        net_cfg = ((checkpoint.get("hyper_parameters") or {}).get("model") or {}).get("net") or {}
+    checkpoint = load_file(path, key, value)
+    if is_neo(checkpoint):
+        neo = NeoCheckpoint(path, checkpoint)
+        state, label = neo.net_weights("raw" if prefer in ("model", "raw") else "ema")
+        source = (f"state_dict (neo checkpoint imported from {neo.imported.get('file')}, {neo.imported.get('state')})"
+                  if neo.imported else f"neo checkpoint, {label} weights")
+        net_cfg = neo.model_config.get("net") or {}
         try:
-            architecture = detect_architecture(net_state)
+            architecture = detect_architecture(state)
         except ValueError:  # tiny, HGNetv2 ... : fine for neo checkpoints
             architecture = None
-        return DetectorWeights(path, "neo", net_state, ConversionReport(source=source),
-                               net_cfg.get("pixel_mean"), net_cfg.get("pixel_std"), architecture)
-    official, source = extract_state_dict(checkpoint, "model" if prefer in ("model", "raw") else "ema")
-    converted, report = convert_state_dict(official)
-    report.source = source
-    return DetectorWeights(path, "official", converted, report, None, None, detect_architecture(official))
+        return DetectorWeights(path, "neo", state, ConversionReport(source=source), net_cfg.get("pixel_mean"),
+                               net_cfg.get("pixel_std"), architecture, neo.model_config.get("name"))
+    official = read_official(path, "model" if prefer in ("model", "raw") else "ema", key=key, value=value,
+                             checkpoint=checkpoint)
+    return DetectorWeights(path, "official", official.converted, official.report, None, None, official.architecture)
 
 
 def fit_normalisation(model_cfg: dict[str, Any], weights: DetectorWeights) -> str | None:
@@ -107,9 +97,16 @@ def fit_normalisation(model_cfg: dict[str, Any], weights: DetectorWeights) -> st
 def load_detector_weights(net: torch.nn.Module, weights: DetectorWeights) -> ConversionReport:
     """Load ``weights`` into ``net`` (strict, except class-dependent tensors on a class-count change).
 
-    Raises ValueError naming unexpected / missing / mis-shaped keys and the preset the file needs.
+    Raises CheckpointError naming the file, the unexpected / missing / mis-shaped keys and the preset the
+    file needs.
     """
-    report = load_converted(net, weights.state_dict, weights.report)
+    try:
+        report = load_converted(net, weights.state_dict, weights.report)
+    except ValueError as exc:
+        trained = f" trained with model={weights.model_name}" if weights.model_name else ""
+        fix = f"use model={weights.model_name}" if weights.model_name else "pick the model preset named above"
+        raise CheckpointError(f"pretrained={str(weights.path)!r} ({weights.kind} checkpoint{trained}): {exc} "
+                              f"Fix: {fix}, or another pretrained file.") from None
     if report.num_classes is None:
         head = weights.state_dict.get("decoder.enc_score_head.weight")
         report.num_classes = int(head.shape[0]) if head is not None else None

@@ -54,6 +54,7 @@ class TrainSummary:
     resumed_from: Path | None = None   # the checkpoint fit started from (ckpt_path), None when fresh
     start_epoch: int | None = None     # epoch / optimizer step stored in that checkpoint
     start_step: int | None = None
+    precision: str | None = None       # Lightning precision the validation (hence AP) ran at, e.g. "bf16-mixed"
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -124,6 +125,8 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     metrics: Mapping[str, float] = summary.metrics
     table.add_row("AP (val, best)", _fmt(metrics.get("AP")))
     table.add_row("AP50 (val, best)", _fmt(metrics.get("AP50")))
+    if summary.precision:  # neo-eval's default (32-true) can differ from it, and so can its AP
+        table.add_row("AP measured at precision", summary.precision)
     table.add_row("training images/s", f"{summary.images_per_s:.2f}")
     table.add_row("epochs / optimizer steps", f"{summary.epochs} / {summary.steps}")
     minutes, seconds = divmod(int(round(summary.wall_time_s)), 60)

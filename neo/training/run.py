@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
 from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
-from neo.training.config_check import ConfigError, check_config
+from neo.training.config_check import check_config
 from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.pretrained import (
     fit_normalisation,
@@ -73,11 +73,8 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
     run_config = plain(cfg)
     weights = None
     if cfg.get("pretrained"):
-        weights_file = resolve_identifier(str(cfg.pretrained), cfg.get("storage"))
-        try:
-            weights = read_detector_weights(weights_file)
-        except ValueError as exc:  # unreadable/truncated file, unknown layout: one paragraph, no traceback
-            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        weights_file = resolve_identifier(str(cfg.pretrained), cfg.get("storage"), key="pretrained")
+        weights = read_detector_weights(weights_file, value=cfg.pretrained)  # CheckpointError: one paragraph
         note = fit_normalisation(model_cfg, weights)
         if note:
             fit_normalisation(run_config["model"], weights)
@@ -89,10 +86,7 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
         run_config=run_config,
     )
     if weights is not None:
-        try:
-            report = load_detector_weights(module.net, weights)
-        except ValueError as exc:  # weights of another preset: the message names the right one
-            raise ConfigError(f"pretrained={str(cfg.pretrained)!r}: {exc}") from None
+        report = load_detector_weights(module.net, weights)  # another preset: CheckpointError naming the right one
         log_report(str(cfg.pretrained), weights, report)
     return module
 
@@ -175,6 +169,7 @@ def train(cfg: DictConfig) -> TrainSummary:
 
 def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModule, callbacks: list[Callback]) -> None:
     summary.epochs = trainer.current_epoch
+    summary.precision = str(trainer.precision)
     summary.steps = trainer.global_step
     speed = _find(callbacks, TrainSpeedMonitor)
     # every rank trains on its own shard of each step's images at the same pace: total = per-rank x ranks
@@ -212,6 +207,7 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     metrics; epochs, steps and the validation history come from the newest checkpoint of the run (the
     last logged val metrics when there is none).
     """
+    from neo.training.checkpoint_format import read_neo
     from neo.training.checkpoints import newest_local_checkpoint
 
     logged = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -219,7 +215,7 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     if path is None:  # no checkpoints (debug=fast): the last validation is all there is
         summary.metrics = logged
         return
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = read_neo(path, key=None, mmap=True, need_config=False).content
     summary.epochs = int(checkpoint.get("epoch", 0)) + 1
     summary.steps = int(checkpoint.get("global_step", 0))
     history = checkpoint.get("neo_metrics_history") or []

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from neo.storage.registry import Registry
-from tests.official_checkpoints import REFERENCE, official_state_dict, to_v2
+from tests.official_checkpoints import REFERENCE, official_state_dict
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NEO_OFFLINE": "0"}
@@ -59,16 +59,19 @@ def test_import_registry_name_from_the_bucket_prefers_ema(tmp_path: Path) -> Non
 
 
 def test_import_v2_file_url_drops_and_reports_size_bound_buffers(tmp_path: Path) -> None:
-    """A v2 checkpoint (model only) by file:// URL: anchors/valid_mask/num_points_scale dropped with the
-    reason, enc_output renamed, everything else mapped."""
-    v2 = to_v2(official_state_dict("rtdetr_r18vd_v1", seed=3))
+    """A v2 checkpoint as released (model only) by file:// URL: anchors/valid_mask/num_points_scale dropped
+    with the reason, input_proj and enc_output renamed, everything else mapped."""
+    v2 = official_state_dict("rtdetrv2_r18vd", seed=3)
     src = tmp_path / "rtdetrv2_r18vd_120e_coco.pth"
     torch.save({"model": v2, "last_epoch": 119}, src)
     result = _import(src.as_uri(), "--out", "v2.ckpt", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "(model)" in out and "RT-DETR v2, preset rtdetr_r18" in out and "mapped: 533 tensors" in out
-    assert "renamed: 4\n  decoder.enc_output.proj.weight -> decoder.enc_output.0.weight" in out
+    assert "layout: v2 (RT-DETRv2 names as released: encoder.input_proj.<i>.conv/.norm" in out
+    assert "renamed: 22\n" in out and "  encoder.input_proj.0.conv.weight -> encoder.input_proj.0.0.weight\n" in out
+    assert "  encoder.input_proj.2.norm.running_var -> encoder.input_proj.2.1.running_var\n" in out
+    assert "  decoder.enc_output.proj.weight -> decoder.enc_output.0.weight" in out
     assert "dropped: 5\n  decoder.anchors: size-bound buffer (640x640 anchors)" in out
     assert "  decoder.valid_mask: size-bound buffer (640x640 valid mask)" in out
     assert all(f"decoder.decoder.layers.{i}.cross_attn.num_points_scale: derived buffer" in out for i in range(3))
@@ -88,7 +91,7 @@ def test_import_fails_on_an_unmapped_key(tmp_path: Path, capsys: pytest.CaptureF
     code = main(["--bucket", "", "--cache-dir", str(tmp_path / "cache"), "import", str(src),
                  "--out", str(tmp_path / "odd.ckpt")])
     err = capsys.readouterr().err
-    assert code == 1 and "unexpected decoder.extra_head.weight" in err
+    assert code == 1 and "1 unexpected key (decoder.extra_head.weight)" in err and str(src) in err
     assert not (tmp_path / "odd.ckpt").exists()
 
 

@@ -61,8 +61,8 @@ def test_checkpoint_of_another_preset_names_mismatched_keys(synth_root, tmp_path
 def test_a_weights_file_is_not_a_resumable_checkpoint(tmp_path, tiny_checkpoint):
     weights = tmp_path / "weights.pth"
     torch.save({"model": torch.load(tiny_checkpoint, weights_only=True)["state_dict"]}, weights)  # official layout
-    with pytest.raises(CheckpointError, match=r"is not a Lightning training checkpoint \(no 'state_dict'; has "
-                                              r"\['model'\]\)\. Fix: to start from these weights use pretrained="):
+    with pytest.raises(CheckpointError, match=r"weights.pth is an official-layout state dict, not a neo checkpoint\. "
+                                              r"Fix: to start a new run from these weights use pretrained="):
         resolve_ckpt_path(str(weights), "run", tmp_path / "checkpoints")
 
 

@@ -6,7 +6,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import pytest
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -19,7 +18,6 @@ from neo.storage import (
     StorageSettings,
     find_auto_checkpoint,
     locate_auto_checkpoint,
-    resolve_ckpt_path,
 )
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET
 
@@ -68,7 +66,7 @@ def test_push_rotate_delete_local_resume_from_bucket(tmp_path, endpoint):
     settings = StorageSettings(bucket=f"r2://{BUCKET}", prefix="neo", cache_dir=tmp_path / "cache",
                                drain_timeout_s=30)
     run_dir = tmp_path / "runs" / RUN
-    assert resolve_ckpt_path("auto", run_name=RUN, storage=settings, local_dir=run_dir / "checkpoints") is None
+    assert find_auto_checkpoint(RUN, settings, run_dir / "checkpoints") is None
 
     trainer, sync = fit(run_dir, settings, max_steps=12)
     assert sync.unsynced == []
@@ -87,7 +85,7 @@ def test_push_rotate_delete_local_resume_from_bucket(tmp_path, endpoint):
     found = locate_auto_checkpoint(RUN, settings, run_dir / "checkpoints")
     assert found == f"r2://{BUCKET}/neo/runs/{RUN}/checkpoints/step=12.ckpt"
     assert find_auto_checkpoint(RUN, settings).read_bytes() == (tmp_path / "cache/urls/r2" / found[5:]).read_bytes()
-    resumed = resolve_ckpt_path("auto", run_name=RUN, storage=settings, local_dir=run_dir / "checkpoints")
+    resumed = find_auto_checkpoint(RUN, settings, run_dir / "checkpoints")
     assert torch.load(resumed, weights_only=True)["global_step"] == 12
 
     trainer, sync = fit(run_dir, settings, max_steps=20, ckpt_path=resumed)
@@ -129,8 +127,3 @@ def test_storage_config_holds_no_secrets(tmp_path, endpoint):
                 assert settings.bucket == str(tmp_path / "bucket") and settings.protocol == "file"
             else:
                 assert settings.protocol == choice
-
-
-@pytest.mark.parametrize("value", ["", None, "null"])
-def test_ckpt_path_none(value, tmp_path):
-    assert resolve_ckpt_path(value, run_name=RUN, storage=StorageSettings(cache_dir=tmp_path)) is None

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neo.training.run import build_module
-from tests.official_checkpoints import REFERENCE, official_state_dict, to_v2
+from tests.official_checkpoints import REFERENCE, official_state_dict, to_v2, v2_name
 from tests.training.helpers import compose_train
 
 IMAGENET = ["model.net.pixel_mean=[0.485,0.456,0.406]", "model.net.pixel_std=[0.229,0.224,0.225]"]
@@ -53,9 +53,7 @@ def test_finetune_from_official_v2_reinitialises_exactly_the_class_tensors(tmp_p
         if key in CLASS_TENSORS:  # the 3-class heads keep the model's own (seeded) initialisation
             assert value.shape[0] in (3, 4) and torch.equal(value, fresh_state[key]), key
         else:
-            source = key.replace("decoder.enc_output.0.", "decoder.enc_output.proj.").replace(
-                "decoder.enc_output.1.", "decoder.enc_output.norm.")
-            assert torch.equal(value, official[source]), key
+            assert torch.equal(value, official[v2_name(key)]), key
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "re-initialised" in r.getMessage())
     assert "has 80 classes, the model 3: re-initialised 9 class-dependent tensors" in warning
     assert set(warning.split(": ")[-1].split(", ")) == CLASS_TENSORS

@@ -1,6 +1,8 @@
 """Official RT-DETR (v1 / v2, lyuwenyu/RT-DETR) checkpoints -> neo state dicts.
 
-neo mirrors the official module names, so v1 keys map one to one. v2 differs only in:
+neo mirrors the official module names, so v1 keys map one to one. The released v2 files differ only in:
+  * `encoder.input_proj.{i}.conv.*` / `encoder.input_proj.{i}.norm.*` (v2's HybridEncoder names its input
+    projections) -> `encoder.input_proj.{i}.0.*` / `.1.*` (v1's and neo's nn.Sequential);
   * `decoder.anchors`, `decoder.valid_mask`: buffers sized for 640x640 -> dropped (neo builds
     anchors from the actual feature shapes);
   * `decoder.decoder.layers.{i}.cross_attn.num_points_scale`: derived from the points per level ->
@@ -11,15 +13,15 @@ Any other key that the target model does not have is an error, never a silent sk
 
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 RENAMES = [
+    (re.compile(r"^encoder\.input_proj\.(\d+)\.conv\."), r"encoder.input_proj.\1.0."),
+    (re.compile(r"^encoder\.input_proj\.(\d+)\.norm\."), r"encoder.input_proj.\1.1."),
     (re.compile(r"^decoder\.enc_output\.proj\."), "decoder.enc_output.0."),
     (re.compile(r"^decoder\.enc_output\.norm\."), "decoder.enc_output.1."),
 ]
@@ -70,34 +72,7 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def read_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict:
-    """torch.load a checkpoint file on the CPU, safely (``weights_only=True``) unless ``trust_pickle``.
-
-    Raises ValueError naming the file and the fix when the file holds pickled objects other than
-    tensors and plain containers.
-    """
-    try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path} holds pickled Python objects that a weights-only load refuses ({str(exc).splitlines()[0]}). "
-            "If you trust the file, allow a full unpickle (neo-weights import --trust-pickle)."
-        ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:  # truncated zip, garbage bytes, unreadable file
-        reason = (str(exc).splitlines() or [""])[0][:160]
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {reason}); it is probably "
-            "truncated (an interrupted copy or download). Fetch it again, or delete it from the cache so the "
-            "resolver downloads it anew."
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict")
-    return checkpoint
-
-
-def extract_state_dict(
-    checkpoint: dict | str | Path, prefer: str = "ema"
-) -> tuple[dict[str, torch.Tensor], str]:
+def extract_state_dict(checkpoint: dict, prefer: str = "ema") -> tuple[dict[str, torch.Tensor], str]:
     """Pick the weights of an official checkpoint. Returns (state_dict, source).
 
     prefer: "ema" = `ema.module` when present, else `model` (the official loaders' choice);
@@ -105,8 +80,6 @@ def extract_state_dict(
     """
     if prefer not in ("ema", "model"):
         raise ValueError(f"prefer={prefer!r} is unknown: use 'ema' or 'model'")
-    if isinstance(checkpoint, str | Path):
-        checkpoint = read_checkpoint(checkpoint)
     if not isinstance(checkpoint, dict):
         raise ValueError(f"expected a checkpoint dict, got {type(checkpoint).__name__}")
     ema = checkpoint.get("ema")
@@ -155,12 +128,15 @@ class OfficialArchitecture:
     """What an official (or neo) RT-DETR state dict is, read from its keys and shapes."""
 
     preset: str  # matching neo preset (conf/model/<preset>.yaml)
-    version: str  # "v1" or "v2" (v2 stores anchors / valid_mask / num_points_scale, enc_output.proj)
+    version: str  # "v1" or "v2" (v2 names input_proj.conv/.norm, enc_output.proj; stores anchors, point scales)
     num_classes: int  # rows of the class heads
     num_decoder_layers: int
 
 
-V2_MARKERS = re.compile(r"^decoder\.(anchors|valid_mask|enc_output\.proj\..*|decoder\.layers\.\d+\.cross_attn\.num_points_scale)$")
+V2_MARKERS = re.compile(
+    r"^(encoder\.input_proj\.\d+\.(conv|norm)\..*"
+    r"|decoder\.(anchors|valid_mask|enc_output\.(proj|norm)\..*|decoder\.layers\.\d+\.cross_attn\.num_points_scale))$"
+)
 
 
 def detect_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitecture:
@@ -221,12 +197,10 @@ def load_converted(
             continue
         load[key] = value
     if unexpected or missing or mismatched:
-        raise ValueError(
-            f"checkpoint does not fit the model ({_preset_hint(state_dict)}):\n"
-            + "".join(f"  unexpected {k}\n" for k in unexpected)
-            + "".join(f"  missing {k}\n" for k in missing)
-            + "".join(f"  shape {m}\n" for m in mismatched)
-        )
+        kinds = [_listed(names, label) for label, names in
+                 (("unexpected key{s}", unexpected), ("missing key{s}", missing),
+                  ("key{s} with another shape", mismatched)) if names]
+        raise ValueError(f"the weights do not fit the model: {'; '.join(kinds)}; {_preset_hint(state_dict)}.")
     for key, value in report.derived.items():  # v2 points per level must match the preset's
         ours = net.get_buffer(key)
         if ours.shape != value.shape or not torch.allclose(ours.float().cpu(), value.float()):
@@ -240,18 +214,25 @@ def load_converted(
     return report
 
 
+def _listed(names: list[str], label: str, shown: int = 4) -> str:
+    """'18 unexpected keys (a, b, c, d, ... 14 more)' for label 'unexpected key{s}'."""
+    more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} {label.format(s='s' if len(names) != 1 else '')} ({', '.join(names[:shown])}{more})"
+
+
 def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
     """'the checkpoint is rtdetr_r18 (v1, 80 classes): use model=rtdetr_r18', or a generic hint."""
     try:
         arch = detect_architecture(state_dict)
     except ValueError:
         return "pick the model preset the checkpoint was trained with"
-    return (f"the checkpoint is {arch.preset} ({arch.version}, {arch.num_classes} classes, "
-            f"{arch.num_decoder_layers} decoder layers): use model={arch.preset}")
+    return (f"the checkpoint is {arch.preset} ({arch.num_classes} classes, {arch.num_decoder_layers} decoder "
+            f"layers): use model={arch.preset}")
 
 
-def load_official(net: nn.Module, checkpoint: dict | str | Path, prefer: str = "ema") -> ConversionReport:
-    """extract_state_dict -> convert_state_dict -> load_converted. Returns the report."""
+def load_official(net: nn.Module, checkpoint: dict, prefer: str = "ema") -> ConversionReport:
+    """extract_state_dict -> convert_state_dict -> load_converted on an official checkpoint dict (files are
+    read by ``neo.training.checkpoint_format``). Returns the report."""
     official, source = extract_state_dict(checkpoint, prefer)
     converted, report = convert_state_dict(official)
     report.source = source

@@ -1,0 +1,91 @@
+"""Official RT-DETR files as released (v1 and v2 names, R18 and R50) -> neo checkpoints whose model computes
+exactly what the source model computes; the layout is detected and reported; import stays strict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from neo.inference.loading import eval_size_of, load_checkpoint_module
+from neo.models.rtdetr import build_preset
+from neo.training.checkpoint_format import CheckpointError, read_neo, read_official
+from neo.training.import_official import import_official
+from tests.official_checkpoints import (
+    REFERENCE,
+    REFERENCE_LISTS,
+    official_from_net,
+    official_state_dict,
+    reference_shapes,
+    save_official,
+)
+
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference key lists not available")
+OFFICIAL_INPUT = {"net.pixel_mean": None, "net.pixel_std": None}  # official models take images / 255
+
+
+@pytest.mark.parametrize(("preset", "layout"), sorted(REFERENCE_LISTS))
+def test_official_file_imports_and_computes_what_its_source_computes(preset: str, layout: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = build_preset(preset, num_classes=80, overrides=OFFICIAL_INPUT)[0].eval()
+    official = official_from_net(source, layout)
+    shapes = {k: tuple(v.shape) for k, v in official.items()}
+    assert shapes == reference_shapes(REFERENCE_LISTS[(preset, layout)])  # the released names and shapes, exactly
+    raw = {k: v + 1 if v.is_floating_point() else v for k, v in official.items()}  # "model" differs from "ema"
+    pth = save_official(tmp_path / f"{preset}_{layout}.pth", model=raw, ema=official, last_epoch=71)
+
+    result = import_official(pth, tmp_path / "neo.ckpt")
+    assert result.architecture.version == layout and result.preset == preset
+    assert result.report.source == "ema.module" and not result.report.reinitialised
+    renamed = set(result.report.renamed)
+    assert renamed == ({k for k in official if k.startswith(("encoder.input_proj.", "decoder.enc_output."))}
+                       if layout == "v2" else set())
+
+    module = load_checkpoint_module(result.output)
+    assert module.loaded_weights == "ema" and eval_size_of(module) == (360, 640)
+    images = torch.randint(0, 256, (2, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        expected, got = source(images), module.net(images)
+    for name in ("pred_logits", "pred_boxes"):
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)
+
+
+def test_import_reports_the_layout_it_saw(tmp_path: Path) -> None:
+    for stem, version in (("rtdetr_r18vd_v1", "v1"), ("rtdetrv2_r18vd", "v2")):
+        pth = save_official(tmp_path / f"{stem}.pth", model=official_state_dict(stem))
+        read = read_official(pth, key="import")
+        assert (read.architecture.version, read.architecture.preset, read.picked) == (version, "rtdetr_r18", "model")
+
+
+def test_import_is_strict_about_keys_it_cannot_place(tmp_path: Path) -> None:
+    """A v2 file missing one input projection, or with a key neo has no place for, is refused by name."""
+    official = official_state_dict("rtdetrv2_r18vd")
+    del official["encoder.input_proj.1.norm.running_var"]
+    official["encoder.input_proj.3.conv.weight"] = torch.zeros(256, 512, 1, 1)
+    pth = save_official(tmp_path / "odd.pth", model=official)
+    with pytest.raises(CheckpointError) as caught:
+        import_official(pth, tmp_path / "odd.ckpt")
+    text = str(caught.value)
+    assert "\n" not in text and str(pth) in text and "v2 layout" in text
+    assert "1 unexpected key (encoder.input_proj.3.0.weight)" in text
+    assert "1 missing key (encoder.input_proj.1.1.running_var)" in text
+    assert not (tmp_path / "odd.ckpt").exists()
+
+
+def test_import_into_another_preset_names_the_right_one(tmp_path: Path) -> None:
+    pth = save_official(tmp_path / "r18.pth", model=official_state_dict("rtdetrv2_r18vd"))
+    with pytest.raises(CheckpointError, match=r"does not load into model=rtdetr_r34: .*use model=rtdetr_r18"):
+        import_official(pth, tmp_path / "r34.ckpt", preset="rtdetr_r34")
+    assert not (tmp_path / "r34.ckpt").exists()
+
+
+def test_imported_checkpoint_carries_coco_names_size_and_data(tmp_path: Path) -> None:
+    pth = save_official(tmp_path / "v2.pth", model=official_state_dict("rtdetrv2_r18vd"))
+    checkpoint = read_neo(import_official(pth, tmp_path / "v2.ckpt").output)
+    assert checkpoint.hparams["class_names"][:3] == ["person", "bicycle", "car"]
+    assert checkpoint.hparams["label_to_category_id"][-1] == 90
+    data = checkpoint.data_config
+    assert data["eval_size"] == "640x360" and data["num_classes"] == 80
+    assert data["_target_"] == "neo.data.datamodule.NeoDataModule" and data["root"] == "${paths.data_dir}/coco"
+    assert checkpoint.imported["version"] == "v2" and checkpoint.imported["state"] == "model"
