@@ -13,7 +13,6 @@ letterboxed) and the max abs differences to PyTorch are printed; the exit code i
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ def parse_export_size(value: str) -> tuple[int, int]:
 def _resolve(identifier: str) -> Path:
     from neo.storage import StorageSettings, resolve
 
-    settings = StorageSettings(bucket=os.environ.get("NEO_BUCKET") or None, prefix=os.environ.get("NEO_PREFIX", ""))
+    settings = StorageSettings.from_env()  # NEO_BUCKET / NEO_PREFIX / NEO_CACHE_DIR through the one bucket parser
     return Path(resolve(identifier, storage=settings))
 
 
