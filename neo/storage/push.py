@@ -5,14 +5,18 @@ verification rules as downloads.
 - Anything else fails at once as a ``StorageAccessError``: one paragraph naming the bucket URL, the key,
   the reason and the environment variables to check (never their values).
 - "Already in the bucket" means the object's trustworthy recorded sha256 equals the file's sha256; sizes
-  are never compared. A damaged or contradictory record is replaced. ``force`` uploads regardless (the
-  repair for an object whose bytes were altered behind an intact sidecar).
+  are never compared. A damaged or contradictory record is replaced. When the object was stored in one
+  part, S3 gives its MD5 as the ETag: an ETag that differs from the file's MD5 means the bytes were altered
+  behind an intact record, and the object is replaced. ``force`` uploads regardless (multipart objects,
+  whose ETag is not an MD5 of the bytes, are repaired this way).
 - After an upload the recorded sha256 and the size are read back; a mismatch is retried.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +120,7 @@ def push_file(local: Path, key: str, settings: StorageSettings, *, force: bool =
     def attempt() -> PushResult:
         fs, root = settings.bucket_fs()
         rpath = f"{root}/{key}"
-        if not force and remote_matches(fs, rpath, digest):
+        if not force and remote_matches(fs, rpath, digest) and not single_part_etag_differs(fs, rpath, local):
             return PushResult(url, False, digest, size)
         upload(local, fs, rpath, skip_if_same=False, callback=callback, digest=digest,
                timeout_s=settings.upload_timeout_s)
@@ -129,6 +133,26 @@ def push_file(local: Path, key: str, settings: StorageSettings, *, force: bool =
         return PushResult(url, True, digest, size)
 
     return _guarded(attempt, "push to", url, settings)
+
+
+_MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
+
+
+def single_part_etag_differs(fs, rpath: str, local: Path) -> bool:
+    """True when ``rpath``'s ETag is a plain MD5 (an object stored in one part) that is not ``local``'s MD5:
+    the stored bytes differ from the file although the sha256 record matches. False when it cannot tell."""
+    fs.invalidate_cache(rpath)
+    etag = str(fs.info(rpath).get("ETag") or "")
+    match = _MD5_ETAG.fullmatch(etag)
+    if not match:
+        return False
+    with open(local, "rb") as f:
+        md5 = hashlib.file_digest(f, "md5").hexdigest()
+    if md5 == match.group(1).lower():
+        return False
+    log.warning("%s records the file's sha256 but its bytes differ (ETag %s, file MD5 %s): replacing it.",
+                rpath, match.group(1), md5)
+    return True
 
 
 def _guarded(action, verb: str, url: str, settings: StorageSettings):

@@ -41,13 +41,15 @@ def env_offline() -> bool:
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key; refuse ``..`` parts, a leading ``/`` and ``//``."""
     if key.startswith("/") or key.startswith("\\"):
-        raise StorageConfigError(f"Refusing object key {key!r}: keys are relative to the bucket; drop the leading '/'.")
+        raise StorageConfigError(f"Refusing object key {key!r}: keys are relative to the bucket. Fix: drop the "
+                                 "leading '/'.")
     parts = key.replace("\\", "/").split("/")
     if any(part == ".." for part in parts):
-        raise StorageConfigError(f"Refusing object key {key!r}: '..' is not allowed in keys.")
+        raise StorageConfigError(f"Refusing object key {key!r}: '..' is not allowed in keys. Fix: name the key "
+                                 "from the bucket (prefix) root, without '..'.")
     if any(part == "" for part in parts[:-1]):
         raise StorageConfigError(f"Refusing object key {key!r}: it has an empty part ('//'); S3 keeps it as a "
-                                 "different key than you meant. Write single '/' between parts.")
+                                 "different key than you meant. Fix: write a single '/' between parts.")
     return key
 
 

@@ -312,6 +312,13 @@ def check_storage(cfg):
         errors.append(f"storage.storage_options holds secret option(s) {secret} (values not shown). Fix: remove them "
                       f"and set credentials in the environment (R2_ACCESS_KEY_ID/R2_SECRET_ACCESS_KEY, "
                       f"B2_APPLICATION_KEY_ID/B2_APPLICATION_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).")
+    if not errors:  # the one bucket parser: provider-aware names, URL shape, credentials in URLs
+        from neo.storage.errors import StorageConfigError
+
+        try:
+            StorageSettings.from_config(storage)
+        except StorageConfigError as exc:
+            errors.append(str(exc))
     return " ".join(errors) or None
 
 
