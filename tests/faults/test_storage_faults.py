@@ -20,6 +20,7 @@ import requests
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from neo.cli import weights
 from neo.storage import CheckpointSync, ResolveError, StorageSettings, locate_auto_checkpoint, resolve
 from neo.storage.protocols import clear_instance_caches
 from neo.storage.transfer import upload
@@ -27,7 +28,7 @@ from neo.training.checkpoints import WeightsUnavailableError
 from neo.training.config_check import ConfigError, check_config
 from neo.training.run import train
 from tests.conftest import train_overrides
-from tests.faults.conftest import DyingProxy, assert_nothing_lost, neo, output, partial_files
+from tests.faults.conftest import DyingProxy, assert_nothing_lost, flat, neo, output, partial_files
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET, run_env
 from tests.training.helpers import compose_train
 
@@ -269,3 +270,172 @@ def test_run_name_with_dotdot_is_a_config_error(tmp_path):
     cfg = compose_train([f"paths.root_dir={tmp_path}", "run_name=.."])
     with pytest.raises(ConfigError, match=r"run_name='\.\.' is not a folder name\. Fix:"):
         check_config(cfg)
+
+
+# ------------------------------------------------------------------ 1. a mistyped bucket never becomes a local folder
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def cli(tmp_path: Path, *args: str, bucket: str | None = f"r2://{BUCKET}") -> list[str]:
+    """neo-weights arguments with the test bucket (None: from NEO_BUCKET) and a cache under ``tmp_path``."""
+    return [*(["--bucket", bucket] if bucket else []), "--cache-dir", str(tmp_path / "cache"), *args]
+
+
+def said(capsys) -> str:
+    captured = capsys.readouterr()
+    return flat(captured.out + captured.err)
+
+
+@pytest.mark.parametrize(("overrides", "neo_bucket", "message"), [
+    (["storage.bucket=r2://"], None, "storage.bucket='r2://' has no bucket name. Fix: storage.bucket=r2://<bucket-name>."),
+    ([], "", "storage.bucket='' is empty but storage=r2 needs a bucket."),
+    (["storage.bucket=r2:/bkt"], None, "storage.bucket='r2:/bkt' is not a URL: the scheme 'r2' needs '://'. Fix: "
+                                      "storage.bucket=r2://bkt."),
+    (["storage.bucket=./mybucket"], None, "storage.bucket='./mybucket' is a folder but storage=r2"),
+    (["storage.bucket=Bad_Bucket"], None, "has the invalid bucket name 'Bad_Bucket'"),
+])
+def test_mistyped_bucket_is_refused_before_any_work(synth_root, tmp_path, endpoint, monkeypatch, overrides,
+                                                    neo_bucket, message):
+    """neo-train storage=r2 with a bucket typo: a config error naming the value and the fix; no folder appears."""
+    monkeypatch.chdir(tmp_path)
+    if neo_bucket is not None:
+        monkeypatch.setenv("NEO_BUCKET", neo_bucket)
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    before = files_under(tmp_path)
+    for _ in range(2):  # the same command twice: the same refusal, still nothing written
+        cfg = compose_train(short_run(synth_root, tmp_path, "run_name=typo", *base, *overrides), toy=True)
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        assert message in str(info.value)
+        assert files_under(tmp_path) == before
+    assert objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_empty_neo_bucket_stops_neo_train_with_one_paragraph(synth_root, tmp_path, endpoint):
+    env = run_env(endpoint.env, NEO_BUCKET="")
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    result = neo("neo-train", *short_run(synth_root, tmp_path, "run_name=empty", *base), cwd=tmp_path, env=env)
+    text = output(result)
+    assert result.returncode == 1 and "Traceback" not in text, text[-3000:]
+    assert "storage.bucket='' is empty but storage=r2 needs a bucket" in flat(text)
+    assert not (tmp_path / "outputs/runs/empty/checkpoints").exists() and not list(tmp_path.glob("r2*"))
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+    assert objects(endpoint) == set()
+
+
+@pytest.mark.parametrize("how", ["override", "NEO_BUCKET"])
+def test_bare_bucket_name_with_storage_r2_is_that_providers_bucket(synth_root, tmp_path, endpoint, monkeypatch, how):
+    monkeypatch.chdir(tmp_path)
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    if how == "override":
+        base.append(f"storage.bucket={BUCKET}")
+    else:
+        monkeypatch.setenv("NEO_BUCKET", BUCKET)
+    summary = train(compose_train(short_run(synth_root, tmp_path, "run_name=bare", *base), toy=True))
+    assert summary.status == "finished" and summary.unsynced == []
+    assert {"runs/bare/checkpoints/last.ckpt", "runs/bare/checkpoints/best.ckpt"} <= objects(endpoint)
+    assert not (tmp_path / BUCKET).exists() and not list(tmp_path.glob("r2*"))
+    assert_nothing_lost(checkpoints=(summary.run_dir / "checkpoints",), cache=tmp_path / "cache",
+                        bucket=(endpoint.client, BUCKET))
+
+
+def test_neo_weights_push_to_a_mistyped_bucket_is_refused_never_written_locally(tmp_path, endpoint, monkeypatch,
+                                                                               capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(10_000))
+    for args, neo_bucket, message in [
+        (cli(tmp_path, "push", "a.bin", "--as", "checkpoints/a.bin", bucket="r2://"), None,
+         "--bucket='r2://' has no bucket name"),
+        (cli(tmp_path, "push", "a.bin", bucket="r2:/neo-test"), None, "the scheme 'r2' needs '://'"),
+        (cli(tmp_path, "push", "a.bin", bucket=None), "", "NEO_BUCKET='' is set but empty"),
+        (cli(tmp_path, "push", "a.bin", bucket=None), BUCKET, f"NEO_BUCKET='{BUCKET}' is a bare name, but no "
+                                                              "provider says which storage it is in"),
+    ]:
+        if neo_bucket is not None:
+            monkeypatch.setenv("NEO_BUCKET", neo_bucket)
+        assert weights.main(args) == 1
+        text = said(capsys)
+        assert message in text and "Fix:" in text and "Uploaded" not in text
+    assert files_under(tmp_path) == ["a.bin"]
+    assert objects(endpoint) == set()
+    monkeypatch.setenv("NEO_BUCKET", BUCKET)  # the same bare name with its provider named: the bucket
+    assert weights.main(cli(tmp_path, "--storage", "r2", "push", "a.bin", bucket=None)) == 0
+    assert f"Uploaded a.bin -> r2://{BUCKET}/checkpoints/a.bin" in said(capsys)
+    assert objects(endpoint) == {"checkpoints/a.bin", "checkpoints/a.bin.sha256"}
+    assert files_under(tmp_path) == ["a.bin"]
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 2. damage never turns verification off
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("sidecar", [b"", b"garbage\n"], ids=["empty sidecar", "garbage sidecar"])
+def test_damaged_sidecar_falls_back_to_the_metadata_and_refuses_corrupt_bytes(tmp_path, endpoint, monkeypatch,
+                                                                              capsys, sidecar):
+    monkeypatch.chdir(tmp_path)
+    good, bad = os.urandom(100_000), os.urandom(100_000)
+    put("checkpoints/model.ckpt", good, tmp_path)  # neo's upload: .sha256 sidecar and sha256 metadata
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=bad, Metadata={"sha256": sha(good)})
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=sidecar)
+    cached = tmp_path / "cache/checkpoints/model.ckpt"
+    for _ in range(2):  # pull, then the same pull again
+        assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 1
+        text = said(capsys)
+        assert f"sha256 {sha(bad)} != recorded {sha(good)}" in text and "corrupt" in text
+        assert not cached.exists()
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "Nothing to verify" in said(capsys)
+    (tmp_path / "good.ckpt").write_bytes(good)  # the repair: push the good copy over it
+    assert weights.main(cli(tmp_path, "push", "good.ckpt", "--as", "checkpoints/model.ckpt")) == 0
+    assert "Uploaded good.ckpt" in said(capsys)
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    assert cached.read_bytes() == good
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "All hashes match. cache: 1 checked (1 ok)" in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+@pytest.mark.parametrize("record", ["damaged sidecar, no metadata", "sidecar and metadata disagree"])
+def test_no_trustworthy_sha256_means_the_object_is_refused_unread(tmp_path, endpoint, record):
+    data = os.urandom(50_000)
+    if record == "damaged sidecar, no metadata":
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=data)
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=b"")
+        reason = "is damaged (0 bytes, no sha256 in it) and no other sha256 is recorded"
+    else:
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=data,
+                                   Metadata={"sha256": sha(b"other")})
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=sha(data).encode())
+        reason = f"its sidecar records sha256 {sha(data)} but its metadata records {sha(b'other')}"
+    settings = StorageSettings(bucket=f"r2://{BUCKET}", cache_dir=tmp_path / "cache", retries=2, backoff_s=0.01)
+    with pytest.raises(ResolveError) as info:
+        resolve("model.ckpt", storage=settings)
+    message = " ".join(str(info.value).split())
+    assert f"bucket r2://{BUCKET}/checkpoints/model.ckpt: unverifiable" in message and reason in message
+    assert "neo-weights push --force" in message
+    assert endpoint.gets(f"/{BUCKET}/checkpoints/model.ckpt") == 0  # refused before reading, and not retried
+    assert not (tmp_path / "cache/checkpoints/model.ckpt").exists()
+    assert_nothing_lost(cache=tmp_path / "cache")
+
+
+def test_damaged_cache_sidecar_is_refetched_never_adopted(tmp_path, endpoint, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    good = os.urandom(80_000)
+    put("checkpoints/model.ckpt", good, tmp_path)
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    cached = tmp_path / "cache/checkpoints/model.ckpt"
+    cached.write_bytes(os.urandom(80_000))  # the cached bytes go bad and the sidecar is emptied
+    Path(f"{cached}.sha256").write_bytes(b"")
+    assert weights.main(cli(tmp_path, "verify")) == 1
+    text = said(capsys)
+    assert "UNVERIFIABLE cache checkpoints/model.ckpt: the cache sidecar" in text and "is damaged (0 bytes" in text
+    assert "1 problem(s). cache: 1 checked (1 unverifiable)" in text
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    assert cached.read_bytes() == good and Path(f"{cached}.sha256").read_text().split()[0] == sha(good)
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "All hashes match." in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
