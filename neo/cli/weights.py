@@ -28,7 +28,7 @@ from neo.storage.errors import ResolveError, StorageAccessError, StorageConfigEr
 from neo.storage.progress import RichCallback, transfer_progress
 from neo.storage.push import push_file, remote_state
 from neo.storage.registry import Registry
-from neo.storage.resolver import pretrained_cache_path, resolve
+from neo.storage.resolver import check_url, is_url, pretrained_cache_path, resolve
 from neo.storage.settings import PROVIDERS, StorageSettings, bucket_from_env, parse_bucket
 from neo.storage.verification import PROBLEMS, verify
 
@@ -45,6 +45,12 @@ def _settings(args: argparse.Namespace) -> StorageSettings:
     bucket = parse_bucket(raw, args.storage, source)
     return StorageSettings(bucket=bucket, provider=args.storage, prefix=args.prefix, cache_dir=args.cache_dir,
                            offline=args.offline)
+
+
+def check_identifier(name: str) -> None:
+    """Refuse a URL with credentials (or an invalid bucket) before its name is shown anywhere."""
+    if is_url(name):
+        check_url(name)
 
 
 def _size(n: int | None) -> str:
@@ -95,20 +101,23 @@ def cmd_list(args, settings: StorageSettings, registry: Registry) -> int:
 
 
 def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
-    failed = 0
+    """Resolve each name into the cache; errors are printed after the progress bars, one paragraph each."""
+    errors = []
     with transfer_progress() as progress:
         for name in args.names:
             try:
+                check_identifier(name)
                 path = resolve(name, storage=settings, registry=registry, callback=RichCallback(progress, name))
                 progress.console.print(f"[green]{name}[/] -> {path}", highlight=False)
             except (ResolveError, ValueError, OSError) as exc:
-                progress.console.print(f"[red]{exc}[/]", highlight=False, markup=False)
-                failed += 1
+                errors.append(str(exc))
+    for message in errors:
+        print(f"neo-weights pull: {message}", file=sys.stderr)
     if settings.bucket and settings.upload_origin:
         from neo.storage.uploader import shared_uploader
 
         shared_uploader().drain(settings.drain_timeout_s)
-    return 1 if failed else 0
+    return 1 if errors else 0
 
 
 def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:

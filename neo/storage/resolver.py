@@ -42,6 +42,7 @@ from neo.storage.settings import (
 )
 from neo.storage.transfer import (
     cache_entry_ok,
+    clean_stale_parts_if_idle,
     download,
     read_local_sidecar,
     remote_sha256,
@@ -131,7 +132,7 @@ def url_cache_path(url: str, settings: StorageSettings) -> Path:
 def _resolve_url(url: str, settings: StorageSettings, refresh: bool, callback: Callback) -> Path:
     target = url_cache_path(url, settings)
     attempts: list[Attempt] = []
-    if cache_entry_ok(target) and not (refresh and not settings.is_offline):
+    if cached(target) and not (refresh and not settings.is_offline):
         return target
     attempts.append(Attempt(f"cache {target}", "not cached" if not target.exists() else "stale or hash mismatch"))
     if settings.is_offline:
@@ -165,7 +166,7 @@ def pretrained_cache_path(entry: RegistryEntry, settings: StorageSettings) -> Pa
 
 def _resolve_registry(entry: RegistryEntry, settings: StorageSettings, callback: Callback) -> Path:
     target = pretrained_cache_path(entry, settings)
-    if cache_entry_ok(target, entry.sha256):
+    if cached(target, entry.sha256):
         return target
     attempts = [Attempt(f"cache {target}", "not cached" if not target.exists() else "hash mismatch")]
     key = settings.pretrained_key(entry.framework, entry.file)
@@ -224,7 +225,7 @@ def _resolve_filename(name: str, settings: StorageSettings, callback: Callback) 
     target = settings.cache_dir / "checkpoints" / name
     flat = settings.cache_dir / name
     for candidate in (target, flat):
-        if cache_entry_ok(candidate):
+        if cached(candidate):
             return candidate
     attempts = [Attempt(f"cache {target}", "not cached"), Attempt(f"cache {flat}", "not cached")]
     key = settings.checkpoint_key(name)
@@ -248,6 +249,14 @@ def _resolve_filename(name: str, settings: StorageSettings, callback: Callback) 
 
 
 # -- shared -----------------------------------------------------------------------------------------
+def cached(target: Path, expected_sha256: str | None = None) -> bool:
+    """A verified cache hit; temp files of killed downloads of ``target`` are removed on the way."""
+    if not cache_entry_ok(target, expected_sha256):
+        return False
+    clean_stale_parts_if_idle(target)
+    return True
+
+
 def _try_bucket(settings: StorageSettings, key: str, target: Path, expected: str | None,
                 attempts: list[Attempt], callback: Callback) -> bool:
     """Download ``key`` from the bucket into ``target``; record the outcome in ``attempts``."""

@@ -12,6 +12,9 @@ import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -22,8 +25,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from neo.cli import weights
 from neo.storage import CheckpointSync, ResolveError, StorageSettings, locate_auto_checkpoint, resolve
+from neo.storage.errors import classify
 from neo.storage.protocols import clear_instance_caches
-from neo.storage.transfer import upload
+from neo.storage.resolver import _short as short_reason
+from neo.storage.transfer import download, upload
 from neo.training.checkpoints import WeightsUnavailableError
 from neo.training.config_check import ConfigError, check_config
 from neo.training.run import train
@@ -439,3 +444,196 @@ def test_damaged_cache_sidecar_is_refetched_never_adopted(tmp_path, endpoint, mo
     assert weights.main(cli(tmp_path, "verify")) == 0
     assert "All hashes match." in said(capsys)
     assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 3. push: guarded, one paragraph, exit 1
+def puts(endpoint) -> int:
+    return sum(1 for m, _ in endpoint.requests if m in ("PUT", "POST"))
+
+
+@pytest.mark.parametrize(("fault", "bucket", "key", "message"), [
+    ("missing bucket", "r2://no-such-bucket", "checkpoints/a.bin",
+     "Could not push to r2://no-such-bucket/checkpoints/a.bin (not found:"),
+    ("invalid name", "r2://Bad_Bucket!", "checkpoints/a.bin", "--bucket='r2://Bad_Bucket!' has the invalid bucket name"),
+    ("name with a space", "r2://has space", "checkpoints/a.bin", "--bucket='r2://has space' has the invalid bucket name"),
+    ("key with //", f"r2://{BUCKET}", "checkpoints//a.bin", "Refusing object key 'checkpoints//a.bin': it has an empty "
+                                                           "part ('//')"),
+])
+def test_push_failures_are_one_paragraph_and_exit_1(tmp_path, endpoint, monkeypatch, capsys, fault, bucket, key,
+                                                    message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    for _ in range(2):  # the same command twice
+        assert weights.main(cli(tmp_path, "push", "a.bin", "--as", key, bucket=bucket)) == 1
+        text = said(capsys)
+        assert message in text and "Traceback" not in text and "retry" not in text, text
+    if fault == "missing bucket":
+        assert "The bucket does not exist: create it, or fix storage.bucket" in text
+    assert files_under(tmp_path) == ["a.bin"] and objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_push_with_the_server_down_retries_then_says_what_to_check(tmp_path, endpoint):
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    result = neo("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
+                 env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
+    text = output(result)
+    assert result.returncode == 1 and "Traceback" not in text, text
+    assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (network:" in flat(text)
+    assert "check the connection and the endpoint in R2_ACCOUNT_ID (or R2_ENDPOINT_URL)" in flat(text)
+    assert text.count("retry") == 3  # storage.retries transient retries, each warned once
+    assert SECRET not in text and KEY_ID not in text
+    assert objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_push_with_refused_credentials_names_the_variables_not_their_values(tmp_path, endpoint, iam_auth,
+                                                                            monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    key_id, secret = iam_auth
+    monkeypatch.setenv("R2_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("R2_SECRET_ACCESS_KEY", "WRONG-secret-0123456789")
+    clear_instance_caches()
+    assert weights.main(cli(tmp_path, "push", "a.bin")) == 1
+    text = said(capsys)
+    assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (access denied:" in text and "retry" not in text
+    assert "The bucket refused the credentials: check R2_ACCOUNT_ID (or R2_ENDPOINT_URL), R2_ACCESS_KEY_ID, " \
+           "R2_SECRET_ACCESS_KEY in the environment." in text
+    assert "WRONG-secret" not in text and secret not in text
+    monkeypatch.setenv("R2_SECRET_ACCESS_KEY", secret)  # fixed: the same command works
+    clear_instance_caches()
+    assert weights.main(cli(tmp_path, "push", "a.bin")) == 0
+    allowed = boto3.client("s3", endpoint_url=endpoint.endpoint, aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, region_name="us-east-1")
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(allowed, BUCKET))
+
+
+# ------------------------------------------------------------------ 4. credentials inside a URL
+def test_credentials_inside_a_url_are_refused_and_never_repeated(synth_root, tmp_path, endpoint, monkeypatch,
+                                                                 capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    put("checkpoints/model.ckpt", os.urandom(20_000), tmp_path)
+    with_secret = f"r2://{KEY_ID}:{SECRET}@{BUCKET}"
+    texts = []
+    with caplog.at_level(logging.DEBUG):
+        assert weights.main(cli(tmp_path, "pull", f"{with_secret}/checkpoints/model.ckpt")) == 1
+        texts.append(said(capsys))
+        assert weights.main(cli(tmp_path, "push", "a.bin", bucket=with_secret)) == 1
+        texts.append(said(capsys))
+        with pytest.raises(ValueError) as info:
+            resolve(f"{with_secret}/checkpoints/model.ckpt", storage=StorageSettings(cache_dir=tmp_path / "cache"))
+        texts.append(str(info.value))
+        cfg = compose_train(short_run(synth_root, tmp_path, "run_name=creds", *r2(tmp_path),
+                                      f"storage.bucket={with_secret}"), toy=True)
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        texts.append(str(info.value))
+    for text in texts:
+        assert "holds credentials inside the URL (shown as ***)" in text and f"r2://***@{BUCKET}" in text, text
+    for text in [*texts, caplog.text, *files_under(tmp_path)]:
+        assert SECRET not in text and KEY_ID not in text
+    assert objects(endpoint) == {"checkpoints/model.ckpt", "checkpoints/model.ckpt.sha256"}
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 5. push repairs what the bucket altered
+def test_push_compares_hashes_and_repairs_an_object_altered_behind_its_record(tmp_path, endpoint, monkeypatch,
+                                                                              capsys):
+    monkeypatch.chdir(tmp_path)
+    data = os.urandom(60_000)
+    (tmp_path / "a.ckpt").write_bytes(data)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0
+    assert "Uploaded a.ckpt" in said(capsys)
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0  # the same push again: nothing sent
+    assert "Already in bucket" in said(capsys) and puts(endpoint) == sent
+    # the object's bytes change (same size) behind its intact .sha256 sidecar
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/a.ckpt", Body=os.urandom(60_000))
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0
+    assert "Uploaded a.ckpt" in said(capsys) and puts(endpoint) > sent
+    assert endpoint.client.get_object(Bucket=BUCKET, Key="checkpoints/a.ckpt")["Body"].read() == data
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt", "--force")) == 0  # --force sends it whatever the records say
+    assert "Uploaded a.ckpt" in said(capsys) and puts(endpoint) > sent
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 6. the smaller defects
+def test_part_file_of_a_sigkilled_download_is_removed_by_the_next_resolve(tmp_path, endpoint):
+    data = os.urandom(300_000)
+    put("checkpoints/model.ckpt", data, tmp_path)
+    cache = tmp_path / "cache"
+    script = (
+        "import os, signal\n"
+        "from fsspec.callbacks import Callback\n"
+        "from neo.storage import StorageSettings, resolve\n"
+        "class KillAfterFirstBytes(Callback):\n"
+        "    def relative_update(self, inc=1):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"print(resolve('model.ckpt', storage=StorageSettings(bucket='r2://{BUCKET}', cache_dir={str(cache)!r}),\n"
+        "        callback=KillAfterFirstBytes()))\n")
+    settings = StorageSettings(bucket=f"r2://{BUCKET}", cache_dir=cache)
+    killed = subprocess.run([sys.executable, "-c", script], env=run_env(endpoint.env), timeout=120,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert len(partial_files(cache)) == 1 and not (cache / "checkpoints/model.ckpt").exists()
+    assert resolve("model.ckpt", storage=settings).read_bytes() == data  # the next resolve of that key
+    assert_nothing_lost(cache=cache, bucket=(endpoint.client, BUCKET))
+    # a client killed while the entry was already cached: the cache hit cleans its leftover too
+    leftover = cache / "checkpoints/.model.ckpt.4242.0123abcd.part"
+    leftover.write_bytes(data[:1000])
+    assert resolve("model.ckpt", storage=settings).read_bytes() == data
+    assert not leftover.exists()
+    assert_nothing_lost(cache=cache, bucket=(endpoint.client, BUCKET))
+
+
+def test_request_validation_errors_are_not_retried_and_keep_their_reason(tmp_path, endpoint, caplog):
+    fs, _ = StorageSettings(bucket=f"r2://{BUCKET}").bucket_fs()
+    endpoint.requests.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as info:
+        download(fs, "Bad_Bucket!/x.ckpt", tmp_path / "cache/x.ckpt", retries=3, backoff_s=0.5)
+    assert classify(info.value) == "invalid request"
+    assert "Invalid bucket name" in short_reason(info.value)  # botocore's second line, kept
+    assert "retry" not in caplog.text and endpoint.requests == []
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_no_network_at_all_fails_fast_with_one_message(tmp_path, endpoint):
+    env = run_env(endpoint.env, R2_ENDPOINT_URL="http://s3.neo-test.invalid", HF_ENDPOINT="https://hub.neo-test.invalid")
+    for bucket in (f"r2://{BUCKET}", "data/bucket"):
+        result = neo("neo-weights", *cli(tmp_path, "pull", "timm/convnext_tiny", bucket=bucket), cwd=tmp_path, env=env)
+        text = flat(output(result))
+        assert result.returncode == 1 and "Traceback" not in text, text
+        assert "No network: a host name did not resolve." in text and text.count("No network") == 1, text
+        assert "retry" not in text and "WARNING" not in text, text
+        unresolved = "s3.neo-test.invalid" if bucket.startswith("r2") else "hub.neo-test.invalid"
+        assert f"the host '{unresolved}'" in text and "does not resolve" in text
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_unknown_registry_name_gets_did_you_mean(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert weights.main(cli(tmp_path, "pull", "rtdetr/rtdetr_r50vd_6x_cocoo", bucket="data/bucket")) == 1
+    text = said(capsys)
+    assert "registry: unknown registry name (did you mean 'rtdetr/rtdetr_r50vd_6x_coco'" in text
+    assert weights.main(cli(tmp_path, "verify", bucket="data/bucket")) == 0  # nothing was cached
+    assert "Nothing to verify: the cache" in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache")
+
+
+def test_list_never_wraps_names_when_piped(tmp_path):
+    result = neo("neo-weights", *cli(tmp_path, "list", bucket="data/bucket"), cwd=tmp_path,
+                 env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, output(result)
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0] == ["name", "framework", "file", "size", "cached", "in_bucket"]
+    assert ["rtdetr/rtdetr_r50vd_6x_coco"] == [cells[0] for cells in lines if cells[0] == "rtdetr/rtdetr_r50vd_6x_coco"]
+    assert all(len(cells) == 6 for cells in lines)
+    result = neo("neo-weights", *cli(tmp_path, "list", "--format", "json", bucket="data/bucket"), cwd=tmp_path)
+    rows = json.loads(result.stdout)
+    assert {"name": "rtdetr/rtdetr_r50vd_6x_coco", "cached": False, "in_bucket": "no"}.items() <= next(
+        r for r in rows if r["name"] == "rtdetr/rtdetr_r50vd_6x_coco").items()
+    assert_nothing_lost(cache=tmp_path / "cache")
