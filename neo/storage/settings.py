@@ -286,7 +286,9 @@ class StorageSettings:
         values.setdefault("prefix", os.environ.get("NEO_PREFIX", ""))
         if os.environ.get("NEO_CACHE_DIR"):
             values.setdefault("cache_dir", os.environ["NEO_CACHE_DIR"])
-        return cls(bucket=bucket if bucket is not None else bucket_from_env(default_bucket), **values)
+        if bucket is None and "NEO_BUCKET" in os.environ:  # errors name the variable the value came from
+            bucket = parse_bucket(bucket_from_env(), values.get("provider"), "NEO_BUCKET")
+        return cls(bucket=bucket if bucket is not None else default_bucket, **values)
 
     @property
     def is_offline(self) -> bool:
