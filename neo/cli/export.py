@@ -14,7 +14,6 @@ checkpoint: one paragraph naming it). CKPT: a path, URL or bare file name ($NEO_
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ def _resolve(identifier: str) -> Path:
     local = Path(identifier).expanduser()
     if local.is_file():
         return local
-    settings = StorageSettings(bucket=os.environ.get("NEO_BUCKET") or None, prefix=os.environ.get("NEO_PREFIX", ""))
+    settings = StorageSettings.from_env()  # NEO_BUCKET / NEO_PREFIX / NEO_CACHE_DIR through the one bucket parser
     return Path(resolve(identifier, storage=settings))
 
 

@@ -1,18 +1,20 @@
 """neo-weights: list, pull, upload (registry -> bucket), push a file, verify cache and bucket hashes.
 
-    neo-weights list [--framework all]
+    neo-weights list [--framework all] [--format table|plain|json]
     neo-weights pull timm/convnext_tiny
     neo-weights upload --framework ultralytics|timm|rtdetr|all [--dry-run]
-    neo-weights push runs/x/checkpoints/last.ckpt [--as checkpoints/x-last.ckpt]
-    neo-weights verify
+    neo-weights push runs/x/checkpoints/last.ckpt [--as checkpoints/x-last.ckpt] [--force]
+    neo-weights verify [--verbose]
     neo-weights import rtdetr/rtdetr_r50vd_6x_coco [--out rtdetr_r50.ckpt] [--preset auto] [--state ema|model]
 Bucket and cache: --bucket/--prefix/--cache-dir, else $NEO_BUCKET / $NEO_CACHE_DIR, else ./data/bucket and
-./data/cache (the defaults of conf/storage/local.yaml). Credentials come from the environment only.
+./data/cache (the defaults of conf/storage/local.yaml). The bucket is a URL (r2://name) or a folder; a bare
+name needs --storage r2|b2|s3. Credentials come from the environment only. Errors: one paragraph, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -22,87 +24,107 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from neo.storage.errors import ResolveError, classify
+from neo.storage.errors import ResolveError, StorageAccessError, StorageConfigError, classify
 from neo.storage.progress import RichCallback, transfer_progress
+from neo.storage.push import push_file, remote_state
 from neo.storage.registry import Registry
-from neo.storage.resolver import pretrained_cache_path, resolve
-from neo.storage.settings import StorageSettings, join_key
-from neo.storage.transfer import (
-    SIDECAR,
-    cache_entry_ok,
-    read_local_sidecar,
-    remote_sha256,
-    sha256_file,
-    upload,
-)
+from neo.storage.resolver import check_url, is_url, pretrained_cache_path, resolve
+from neo.storage.settings import PROVIDERS, StorageSettings, bucket_from_env, parse_bucket
+from neo.storage.verification import PROBLEMS, verify
 
 console = Console()
+DEFAULT_BUCKET = "data/bucket"
 
 
-def _settings(args: argparse.Namespace, **overrides) -> StorageSettings:
-    values = dict(bucket=args.bucket, prefix=args.prefix, cache_dir=args.cache_dir, offline=args.offline)
-    values.update(overrides)
-    return StorageSettings(**values)
+def _settings(args: argparse.Namespace) -> StorageSettings:
+    """Settings from the flags, then NEO_BUCKET / NEO_PREFIX / NEO_CACHE_DIR, parsed by the one bucket parser."""
+    if args.bucket is not None:
+        raw, source = args.bucket, "--bucket"
+    else:
+        raw, source = bucket_from_env(DEFAULT_BUCKET), "NEO_BUCKET" if "NEO_BUCKET" in os.environ else "--bucket"
+    bucket = parse_bucket(raw, args.storage, source)
+    return StorageSettings(bucket=bucket, provider=args.storage, prefix=args.prefix, cache_dir=args.cache_dir,
+                           offline=args.offline)
+
+
+def check_identifier(name: str) -> None:
+    """Refuse a URL with credentials (or an invalid bucket) before its name is shown anywhere."""
+    if is_url(name):
+        check_url(name)
 
 
 def _size(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.1f} MB"
 
 
-def _remote_state(settings: StorageSettings, key: str) -> tuple[int | None, str | None]:
-    """(size, sha256) of a bucket object, (None, None) if absent."""
-    fs, root = settings.bucket_fs()
-    try:
-        info = fs.info(f"{root}/{key}")
-    except FileNotFoundError:
-        return None, None
-    return info.get("size"), remote_sha256(fs, f"{root}/{key}")
-
-
-def cmd_list(args, settings: StorageSettings, registry: Registry) -> int:
-    table = Table(title=f"Registry ({settings.bucket or 'no bucket'})")
-    for col in ("name", "framework", "file", "size", "cached", "in bucket"):
-        table.add_column(col, overflow="fold")
+def _list_rows(args, settings: StorageSettings, registry: Registry) -> list[dict]:
+    rows = []
     for name in registry.names(args.framework):
         entry = registry.get(name)
         cached = pretrained_cache_path(entry, settings)
         size = cached.stat().st_size if cached.is_file() else entry.size
-        in_bucket = "-"
+        in_bucket = None
         if settings.bucket and not settings.is_offline:
             try:
-                rsize, _ = _remote_state(settings, settings.pretrained_key(entry.framework, entry.file))
-                in_bucket = "yes" if rsize is not None else "no"
-                size = size if size is not None else rsize
-            except Exception as exc:  # noqa: BLE001
+                state = remote_state(settings, settings.pretrained_key(entry.framework, entry.file))
+                in_bucket = "yes" if state.size is not None else "no"
+                size = size if size is not None else state.size
+            except Exception as exc:  # noqa: BLE001 - one unreachable bucket does not hide the registry
                 in_bucket = f"? ({classify(exc)})"
-        table.add_row(name, entry.framework, entry.file, _size(size), "yes" if cached.is_file() else "no", in_bucket)
+        rows.append({"name": name, "framework": entry.framework, "file": entry.file, "size": size,
+                     "cached": cached.is_file(), "in_bucket": in_bucket})
+    return rows
+
+
+def cmd_list(args, settings: StorageSettings, registry: Registry) -> int:
+    """Table on a terminal; elsewhere one tab-separated line per weight (never wrapped); or JSON."""
+    rows = _list_rows(args, settings, registry)
+    fmt = args.format or ("table" if console.is_terminal else "plain")
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if fmt == "plain":
+        print("\t".join(("name", "framework", "file", "size", "cached", "in_bucket")))
+        for r in rows:
+            print("\t".join((r["name"], r["framework"], r["file"], "-" if r["size"] is None else str(r["size"]),
+                             "yes" if r["cached"] else "no", r["in_bucket"] or "-")))
+        return 0
+    table = Table(title=f"Registry ({settings.bucket or 'no bucket'})")
+    table.add_column("name", no_wrap=True)
+    for col in ("framework", "file", "size", "cached", "in bucket"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["framework"], r["file"], _size(r["size"]), "yes" if r["cached"] else "no",
+                      r["in_bucket"] or "-")
     console.print(table)
     return 0
 
 
 def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
-    failed = 0
+    """Resolve each name into the cache; errors are printed after the progress bars, one paragraph each."""
+    errors = []
     with transfer_progress() as progress:
         for name in args.names:
             try:
+                check_identifier(name)
                 path = resolve(name, storage=settings, registry=registry, callback=RichCallback(progress, name))
-                progress.console.print(f"[green]{name}[/] -> {path}")
-            except (ResolveError, ValueError) as exc:
-                progress.console.print(f"[red]{exc}[/]")
-                failed += 1
+                progress.console.print(f"[green]{name}[/] -> {path}", highlight=False)
+            except (ResolveError, ValueError, OSError) as exc:
+                errors.append(str(exc))
+    for message in errors:
+        print(f"neo-weights pull: {message}", file=sys.stderr)
     if settings.bucket and settings.upload_origin:
         from neo.storage.uploader import shared_uploader
 
         shared_uploader().drain(settings.drain_timeout_s)
-    return 1 if failed else 0
+    return 1 if errors else 0
 
 
 def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
     if not settings.bucket:
-        console.print("[red]No bucket: pass --bucket or set NEO_BUCKET.[/]")
-        return 2
+        console.print("No bucket: pass --bucket or set NEO_BUCKET.", style="red")
+        return 1
     frameworks = sorted({registry.get(n).framework for n in registry.names(args.framework)})
-    fs, root = settings.bucket_fs()
     total_failed = 0
     for framework in frameworks:
         counts = {"uploaded": 0, "skipped": 0, "failed": 0}
@@ -111,90 +133,63 @@ def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
             key = settings.pretrained_key(entry.framework, entry.file)
             url = settings.url(key)
             try:
-                size, sha = _remote_state(settings, key)
-                if size is not None and sha and (entry.sha256 is None or sha == entry.sha256):
-                    console.print(f"[dim][SKIP][/] {name}: already in bucket ({_size(size)}, sha256 {sha[:12]})")
+                state = remote_state(settings, key)
+                if state.sha256 and (entry.sha256 is None or state.sha256 == entry.sha256):
+                    console.print(f"[dim][SKIP][/] {name}: already in bucket ({_size(state.size)}, sha256 "
+                                  f"{state.sha256[:12]})", highlight=False)
                     counts["skipped"] += 1
                     continue
                 if args.dry_run:
-                    console.print(f"[cyan][DRY-RUN][/] {name}: would upload to {url}")
+                    console.print(f"[cyan][DRY-RUN][/] {name}: would upload to {url}", highlight=False)
                     counts["uploaded"] += 1
                     continue
                 with transfer_progress() as progress:
                     local = resolve(name, storage=replace(settings, upload_origin=False), registry=registry,
                                     callback=RichCallback(progress, f"fetch {name}"))
-                    done = upload(local, fs, f"{root}/{key}", callback=RichCallback(progress, f"upload {name}"))
-                console.print(f"[green][{'UPLOADED' if done else 'SKIP'}][/] {name} -> {url} "
-                              f"({_size(local.stat().st_size)})")
-                counts["uploaded" if done else "skipped"] += 1
+                    done = push_file(local, key, settings, callback=RichCallback(progress, f"upload {name}"))
+                console.print(f"[green][{'UPLOADED' if done.uploaded else 'SKIP'}][/] {name} -> {url} "
+                              f"({_size(done.size)})", highlight=False)
+                counts["uploaded" if done.uploaded else "skipped"] += 1
             except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
-                console.print(f"[red][FAILED][/] {name}: {classify(exc)}: {exc}")
+                console.print(f"[FAILED] {name}: {exc}", style="red", highlight=False, markup=False)
                 counts["failed"] += 1
         verb = "would upload" if args.dry_run else "uploaded"
         console.print(f"{framework.upper()} SUMMARY: {counts['uploaded']} {verb}, {counts['skipped']} skipped, "
-                      f"{counts['failed']} failed")
+                      f"{counts['failed']} failed", highlight=False)
         total_failed += counts["failed"]
     return 1 if total_failed else 0
 
 
 def cmd_push(args, settings: StorageSettings, registry: Registry) -> int:
     local = Path(args.file)
-    if not local.is_file():
-        console.print(f"[red]{local} is not a file.[/]")
-        return 2
-    if not settings.bucket:
-        console.print("[red]No bucket: pass --bucket or set NEO_BUCKET.[/]")
-        return 2
-    key = join_key(args.as_key) if args.as_key else settings.checkpoint_key(local.name)
-    fs, root = settings.bucket_fs()
+    key = args.as_key if args.as_key else settings.checkpoint_key(local.name)
     with transfer_progress() as progress:
-        done = upload(local, fs, f"{root}/{key}", callback=RichCallback(progress, f"push {local.name}"))
-    console.print(f"{'Uploaded' if done else 'Already in bucket:'} {local} -> {settings.url(key)}")
+        done = push_file(local, key, settings, force=args.force,
+                         callback=RichCallback(progress, f"push {local.name}"))
+    if done.uploaded:
+        print(f"Uploaded {local} -> {done.url} ({_size(done.size)}, sha256 {done.sha256[:12]})")
+    else:
+        print(f"Already in bucket: {done.url} records the same sha256 ({done.sha256[:12]}); nothing sent. "
+              "Use --force to upload anyway.")
     return 0
 
 
 def cmd_verify(args, settings: StorageSettings, registry: Registry) -> int:
-    table = Table(title="verify")
-    for col in ("file", "cache sha256", "bucket sidecar"):
-        table.add_column(col, overflow="fold")
-    bad = 0
-    cache = settings.cache_dir
-    sidecars = sorted(cache.rglob(f"*{SIDECAR}")) if cache.is_dir() else []
-    by_path = {}
-    for side in sidecars:
-        path = Path(str(side)[: -len(SIDECAR)])
-        if not path.is_file():
-            continue
-        ok = sha256_file(path) == read_local_sidecar(path)
-        by_path[path] = ok
-        bad += not ok
-    for name in registry.names(args.framework):
-        entry = registry.get(name)
-        path = pretrained_cache_path(entry, settings)
-        cache_state = ("ok" if by_path.pop(path, cache_entry_ok(path, entry.sha256)) else "[red]MISMATCH[/]") \
-            if path.is_file() else "not cached"
-        bad += "MISMATCH" in cache_state
-        remote = "-"
-        if settings.bucket and not settings.is_offline:
-            try:
-                size, sha = _remote_state(settings, settings.pretrained_key(entry.framework, entry.file))
-                if size is None:
-                    remote = "not in bucket"
-                elif sha is None:
-                    remote = "[yellow]no sidecar[/]"
-                else:
-                    local_sha = read_local_sidecar(path) if path.is_file() else None
-                    match = (local_sha is None or sha == local_sha) and (entry.sha256 is None or sha == entry.sha256)
-                    remote = "ok" if match else "[red]MISMATCH[/]"
-                    bad += not match
-            except Exception as exc:  # noqa: BLE001
-                remote = f"? ({classify(exc)})"
-        table.add_row(name, cache_state, remote)
-    for path, ok in by_path.items():
-        table.add_row(str(path.relative_to(cache)), "ok" if ok else "[red]MISMATCH[/]", "-")
-    console.print(table)
-    console.print(f"{bad} problem(s)" if bad else "All hashes match.")
-    return 1 if bad else 0
+    report = verify(settings, registry, args.framework)
+    if not report.checks:
+        print(f"Nothing to verify: the cache {settings.cache_dir} holds no file"
+              + (" and the bucket none of the registry's weights." if settings.bucket and not settings.is_offline
+                 else "."))
+        return 0
+    for check in report.checks:
+        if check.state in PROBLEMS or args.verbose:
+            print(f"{check.state.upper():<13} {check.place:<6} {check.name}" + (f": {check.detail}" if check.detail
+                                                                                 and check.state != "ok" else ""))
+    if report.problems:
+        print(f"{len(report.problems)} problem(s). {report.summary()}.")
+        return 1
+    print(f"All hashes match. {report.summary()}.")
+    return 0
 
 
 def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
@@ -263,15 +258,20 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-weights", description=__doc__.splitlines()[0])
-    parser.add_argument("--bucket", default=os.environ.get("NEO_BUCKET", "data/bucket"),
-                        help="bucket URL (r2://name, b2://name, s3://name) or folder [$NEO_BUCKET or data/bucket]")
+    parser.add_argument("--bucket", default=None,
+                        help="bucket URL (r2://name, b2://name, s3://name), a folder, or a bare name with --storage "
+                             "[$NEO_BUCKET or data/bucket]")
+    parser.add_argument("--storage", default=None, choices=PROVIDERS,
+                        help="provider of a bare bucket name (like neo-train storage=r2)")
     parser.add_argument("--prefix", default=os.environ.get("NEO_PREFIX", ""), help="key prefix in the bucket")
     parser.add_argument("--cache-dir", default=os.environ.get("NEO_CACHE_DIR", "data/cache"), help="local cache")
     parser.add_argument("--offline", action="store_true", help="cache only (like NEO_OFFLINE=1)")
     parser.add_argument("--registry", default=None, help="registry YAML (default: conf/registry/weights.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="table: name, framework, size, cached?, in bucket?")
+    p = sub.add_parser("list", help="name, framework, size, cached?, in bucket?")
     p.add_argument("--framework", default="all")
+    p.add_argument("--format", default=None, choices=("table", "plain", "json"),
+                   help="table on a terminal, else plain (tab-separated, one line per weight, never wrapped)")
     p = sub.add_parser("pull", help="resolve names into the cache (cache -> bucket -> origin)")
     p.add_argument("names", nargs="+")
     p = sub.add_parser("upload", help="upload registry weights to the bucket (idempotent)")
@@ -280,8 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="upload a local file (default key checkpoints/<name>)")
     p.add_argument("file")
     p.add_argument("--as", dest="as_key", default=None, help="object key under the prefix")
-    p = sub.add_parser("verify", help="re-hash the cache and compare the bucket's sidecars")
+    p.add_argument("--force", action="store_true",
+                   help="upload even if the bucket records the same sha256 (repairs altered bytes)")
+    p = sub.add_parser("verify", help="re-hash the cache, check the bucket's sha256 records; fails on anything "
+                                      "unverifiable")
     p.add_argument("--framework", default="all")
+    p.add_argument("--verbose", action="store_true", help="list every file checked, not only the problems")
     p = sub.add_parser("import", help="convert an official RT-DETR checkpoint (v1/v2) into a neo checkpoint")
     p.add_argument("src", help="path, URL or registry name (e.g. rtdetr/rtdetr_r50vd_6x_coco)")
     p.add_argument("--out", default=None, help="neo checkpoint to write [./<src stem>_neo.ckpt]")
@@ -307,9 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         registry = Registry.load(args.registry)
         return COMMANDS[args.command](args, settings, registry)
-    except (ValueError, KeyError) as exc:
-        console.print(f"[red]{exc}[/]")
-        return 2
+    except (StorageConfigError, StorageAccessError, FileNotFoundError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"neo-weights {args.command}: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,14 +15,39 @@ class OfflineError(OSError):
     """The network was needed but offline mode is on."""
 
 
+class NoNetworkError(OSError):
+    """A host name did not resolve: no network at all, or a wrong endpoint. Not retried."""
+
+
+class HashRecordError(OSError):
+    """The sha256 recorded for a file cannot be trusted: a damaged sidecar with no other record, or two records
+    that disagree. Not retried: the bytes cannot be verified until the record is repaired."""
+
+
+class StorageConfigError(ValueError):
+    """Invalid storage settings (bucket, prefix, numbers, options); the message names each value and its fix."""
+
+
+class StorageAccessError(OSError):
+    """A bucket transfer failed for good; the message is one paragraph naming the bucket, key, reason and fix."""
+
+
 def classify(exc: BaseException) -> str:
-    """One word for why an access failed: not found | no credentials | access denied | network | corrupt | error."""
+    """Why an access failed: not found | no credentials | access denied | network | no network | corrupt |
+    unverifiable | invalid request | offline | error. Only network, corrupt and error are retried."""
     name = type(exc).__name__
     text = str(exc)
     if isinstance(exc, CorruptDownloadError):
         return "corrupt"
     if isinstance(exc, OfflineError):
         return "offline"
+    if isinstance(exc, NoNetworkError) or "Name or service not known" in text \
+            or "Temporary failure in name resolution" in text or "nodename nor servname" in text:
+        return "no network"
+    if isinstance(exc, HashRecordError):
+        return "unverifiable"
+    if "ParamValidation" in name or "Parameter validation failed" in text or isinstance(exc, StorageConfigError):
+        return "invalid request"
     if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "NoSuchBucket" in text or "404" in text:
         return "not found"
     if "NoCredentials" in name or "PartialCredentials" in name or "endpoint unknown" in text or "Unable to locate credentials" in text:
@@ -88,6 +113,12 @@ class ResolveError(FileNotFoundError):
             lines.append("Offline mode is on (NEO_OFFLINE=1 or storage.offline=true): unset it to download.")
         if "network" in outcomes:
             lines.append("The network failed: check connectivity/endpoint and retry.")
+        if "no network" in outcomes:
+            lines.append("No network: a host name did not resolve. Check the connection and the endpoint variable, "
+                         "or set NEO_OFFLINE=1 to use cached files only.")
+        if "unverifiable" in outcomes:
+            lines.append("A recorded sha256 cannot be trusted: repair it with `neo-weights push --force FILE --as "
+                         "KEY` from a good copy, or delete the object and its .sha256.")
         if any("NoSuchBucket" in a.detail or "bucket does not exist" in a.detail for a in attempts):
             lines.append(access_hint("NoSuchBucket", protocol))
         lines.append("Or pass an existing local path.")

@@ -63,6 +63,17 @@ def fetch_origin(entry: RegistryEntry, dest: Path, callback: Callback = DEFAULT_
     raise ValueError(f"Unknown origin {kind!r} for {entry.name}; use url, timm or ultralytics.")
 
 
+def origin_url(entry: RegistryEntry) -> str:
+    """The URL whose host serves ``entry`` (checked to resolve before fetching): the URL itself, the Hugging Face
+    hub for timm (``$HF_ENDPOINT`` if set), GitHub for Ultralytics release assets."""
+    kind, value = next(iter(entry.origin.items()))
+    if kind == "url":
+        return value
+    if kind == "timm":
+        return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return "https://github.com"
+
+
 def describe_origin(entry: RegistryEntry) -> str:
     kind, value = next(iter(entry.origin.items()))
     return value if kind == "url" else f"{kind}:{value}"

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+from urllib.parse import urlsplit
 
 import fsspec
 from s3fs import S3FileSystem
@@ -155,6 +157,39 @@ def missing_credentials(protocol: str | None) -> list[str]:
     if endpoints and not _env(*endpoints, "AWS_S3_ENDPOINT_URL"):
         missing.append(" or ".join(endpoints))
     return missing
+
+
+_RESOLVED_HOSTS: set[tuple[str, int]] = set()
+
+
+def ensure_host_resolves(url: str, what: str) -> None:
+    """Fail fast with NoNetworkError when the host of ``url`` does not resolve (no network at all, or a wrong
+    endpoint) instead of retrying a DNS failure for a minute. Successes are remembered for the process."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if (parts.hostname, port) in _RESOLVED_HOSTS:
+        return
+    from neo.storage.errors import NoNetworkError  # errors imports this module
+
+    try:
+        socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NoNetworkError(f"the host {parts.hostname!r} of {what} does not resolve ({exc.strerror}): there is no "
+                             "network, or the endpoint is wrong") from None
+    _RESOLVED_HOSTS.add((parts.hostname, port))
+
+
+def ensure_endpoint_resolves(fs: fsspec.AbstractFileSystem) -> None:
+    """``ensure_host_resolves`` for the endpoint of an S3-compatible file system (others: nothing to check)."""
+    if not isinstance(fs, S3FileSystem):
+        return
+    endpoint = getattr(fs, "endpoint_url", None) or (fs.client_kwargs or {}).get("endpoint_url")
+    if endpoint:
+        variables = {"r2": "R2_ENDPOINT_URL / R2_ACCOUNT_ID", "b2": "B2_ENDPOINT_URL / B2_REGION"}
+        name = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+        ensure_host_resolves(endpoint, f"the {name} endpoint ({variables.get(name, 'endpoint_url')})")
 
 
 def clear_instance_caches() -> None:

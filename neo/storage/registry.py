@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,4 +100,14 @@ class Registry:
             ext, kind = OPEN_FRAMEWORKS[framework]
             file = name if name.endswith(ext) else name + ext
             return RegistryEntry(name=identifier, file=check_key(file), origin={kind: name if kind == "timm" else file})
-        raise KeyError(f"{identifier!r} is not in the model registry; known: {', '.join(self.names())}.")
+        near = self.near_names(identifier)
+        hint = f"did you mean {' or '.join(map(repr, near))}?" if near else "`neo-weights list` shows every name."
+        raise KeyError(f"{identifier!r} is not in the model registry; {hint}")
+
+    def near_names(self, identifier: str) -> list[str]:
+        """Listed names close to a mistyped ``framework/name`` (at most two; empty when nothing is close)."""
+        if identifier.count("/") != 1:
+            return []
+        framework = identifier.split("/", 1)[0]
+        same_framework = any(n.startswith(f"{framework}/") for n in self.entries)
+        return difflib.get_close_matches(identifier, self.names(), n=2, cutoff=0.6 if same_framework else 0.85)

@@ -22,15 +22,31 @@ import fsspec
 from filelock import FileLock
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from neo.storage.errors import Attempt, OfflineError, ResolveError, classify
-from neo.storage.origins import describe_origin, fetch_origin
+from neo.storage.errors import (
+    Attempt,
+    HashRecordError,
+    OfflineError,
+    ResolveError,
+    StorageConfigError,
+    classify,
+)
+from neo.storage.origins import describe_origin, fetch_origin, origin_url
+from neo.storage.protocols import ensure_endpoint_resolves, ensure_host_resolves
 from neo.storage.registry import Registry, RegistryEntry
-from neo.storage.settings import StorageSettings, check_key
+from neo.storage.settings import (
+    REMOTE_SCHEMES,
+    StorageSettings,
+    bucket_name_problem,
+    check_key,
+    refuse_userinfo,
+)
 from neo.storage.transfer import (
     cache_entry_ok,
+    clean_stale_parts_if_idle,
     download,
     read_local_sidecar,
     remote_sha256,
+    remove_stale_parts,
     sha256_file,
     write_local_sidecar,
 )
@@ -75,6 +91,7 @@ def resolve(
     if not is_url(ident) and local.is_file():
         return local.resolve()
     if is_url(ident):
+        check_url(ident)
         if ident.startswith("file://") and Path(urlsplit(ident).path).is_dir():
             raise IsADirectoryError(f"{ident} is a folder; pass a file.")
         return _resolve_url(ident, settings, refresh, callback)
@@ -82,9 +99,26 @@ def resolve(
     if registry.is_registry_name(ident):
         return _resolve_registry(registry.get(ident), settings, callback)
     if local.is_absolute() or "/" in ident or os.sep in ident:
+        near = registry.near_names(ident)
+        if near:
+            raise ResolveError(ident, [Attempt("registry", "unknown registry name",
+                                               f"did you mean {' or '.join(map(repr, near))}? `neo-weights list` "
+                                               "shows every name"),
+                                       Attempt(str(local), "not found", "no such local file either")])
         raise ResolveError(ident, [Attempt(str(local), "not found", "a path that does not exist; "
                                            "bare file names are looked up in the cache and bucket")])
     return _resolve_filename(ident, settings, callback)
+
+
+def check_url(url: str) -> None:
+    """Refuse, before any request, a URL with credentials in it (not repeating them) or an invalid bucket name."""
+    refuse_userinfo(url, "URL")
+    parts = urlsplit(url)
+    if parts.scheme in REMOTE_SCHEMES:
+        problem = bucket_name_problem(parts.netloc)
+        if problem:
+            raise StorageConfigError(f"{url!r} {problem}. Fix: {parts.scheme}://<bucket-name>/<key>.")
+        check_key(parts.path.lstrip("/"))
 
 
 # -- URLs -------------------------------------------------------------------------------------------
@@ -98,7 +132,7 @@ def url_cache_path(url: str, settings: StorageSettings) -> Path:
 def _resolve_url(url: str, settings: StorageSettings, refresh: bool, callback: Callback) -> Path:
     target = url_cache_path(url, settings)
     attempts: list[Attempt] = []
-    if cache_entry_ok(target) and not (refresh and not settings.is_offline):
+    if cached(target) and not (refresh and not settings.is_offline):
         return target
     attempts.append(Attempt(f"cache {target}", "not cached" if not target.exists() else "stale or hash mismatch"))
     if settings.is_offline:
@@ -108,13 +142,21 @@ def _resolve_url(url: str, settings: StorageSettings, refresh: bool, callback: C
         raise ResolveError(url, attempts, urlsplit(url).scheme)
     try:
         fs, path = fsspec.core.url_to_fs(url)
-        if refresh and target.exists() and remote_sha256(fs, path) not in (None, read_local_sidecar(target)):
+        ensure_endpoint_resolves(fs)
+        if refresh and target.exists() and remote_sha256(fs, path) not in (None, _local_record(target)):
             target.unlink(missing_ok=True)
         return download(fs, path, target, retries=settings.retries, backoff_s=settings.backoff_s,
                         lock_timeout_s=settings.lock_timeout_s, callback=callback)
     except Exception as exc:  # noqa: BLE001 - reported with the reason
         attempts.append(Attempt(url, classify(exc), _short(exc)))
         raise ResolveError(url, attempts, urlsplit(url).scheme) from exc
+
+
+def _local_record(target: Path) -> str | None:
+    try:
+        return read_local_sidecar(target)
+    except HashRecordError:
+        return None
 
 
 # -- registry names ---------------------------------------------------------------------------------
@@ -124,7 +166,7 @@ def pretrained_cache_path(entry: RegistryEntry, settings: StorageSettings) -> Pa
 
 def _resolve_registry(entry: RegistryEntry, settings: StorageSettings, callback: Callback) -> Path:
     target = pretrained_cache_path(entry, settings)
-    if cache_entry_ok(target, entry.sha256):
+    if cached(target, entry.sha256):
         return target
     attempts = [Attempt(f"cache {target}", "not cached" if not target.exists() else "hash mismatch")]
     key = settings.pretrained_key(entry.framework, entry.file)
@@ -134,7 +176,11 @@ def _resolve_registry(entry: RegistryEntry, settings: StorageSettings, callback:
     if settings.is_offline:
         attempts.append(Attempt(f"origin {origin}", "skipped (offline)"))
         raise ResolveError(entry.name, attempts, settings.protocol)
+    if attempts[-1].outcome == "no network":
+        attempts.append(Attempt(f"origin {origin}", "skipped (no network)"))
+        raise ResolveError(entry.name, attempts, settings.protocol)
     try:
+        ensure_host_resolves(origin_url(entry), f"the origin of {entry.name}")
         _fetch_origin_into(entry, target, settings, callback)
     except Exception as exc:  # noqa: BLE001
         attempts.append(Attempt(f"origin {origin}", classify(exc), _short(exc)))
@@ -153,6 +199,7 @@ def _fetch_origin_into(entry: RegistryEntry, target: Path, settings: StorageSett
     """Fetch from the original source under the file lock; verify size/sha256; rename into the cache."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=settings.lock_timeout_s):
+        remove_stale_parts(target)
         if cache_entry_ok(target, entry.sha256):
             return
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
@@ -178,7 +225,7 @@ def _resolve_filename(name: str, settings: StorageSettings, callback: Callback) 
     target = settings.cache_dir / "checkpoints" / name
     flat = settings.cache_dir / name
     for candidate in (target, flat):
-        if cache_entry_ok(candidate):
+        if cached(candidate):
             return candidate
     attempts = [Attempt(f"cache {target}", "not cached"), Attempt(f"cache {flat}", "not cached")]
     key = settings.checkpoint_key(name)
@@ -202,6 +249,14 @@ def _resolve_filename(name: str, settings: StorageSettings, callback: Callback) 
 
 
 # -- shared -----------------------------------------------------------------------------------------
+def cached(target: Path, expected_sha256: str | None = None) -> bool:
+    """A verified cache hit; temp files of killed downloads of ``target`` are removed on the way."""
+    if not cache_entry_ok(target, expected_sha256):
+        return False
+    clean_stale_parts_if_idle(target)
+    return True
+
+
 def _try_bucket(settings: StorageSettings, key: str, target: Path, expected: str | None,
                 attempts: list[Attempt], callback: Callback) -> bool:
     """Download ``key`` from the bucket into ``target``; record the outcome in ``attempts``."""
@@ -225,5 +280,6 @@ def _try_bucket(settings: StorageSettings, key: str, target: Path, expected: str
 
 
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return text[:400]  # room for a path and two sha256 digests
+    """The reason of a failure on one line, whole (botocore puts the real reason on the second line)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 600 else text[:597] + "..."

@@ -1,8 +1,15 @@
-"""StorageSettings: where the bucket and the local cache are, built from ``cfg.storage``; safe key joining."""
+"""StorageSettings: where the bucket and the local cache are, built from ``cfg.storage``; the one bucket parser.
+
+``parse_bucket`` is the only place a bucket setting becomes a location. A URL needs a scheme
+(``r2://``, ``b2://``, ``s3://``, ``file://``) and a valid bucket name; with provider ``r2|b2|s3`` a bare
+name means that provider's bucket; a local folder is only ever provider ``local``, a path, or ``file://``.
+Anything else is refused with the value and the fix, so no remote setting ever becomes a local folder.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +17,20 @@ from typing import Any
 
 import fsspec
 
+from neo.storage.errors import StorageConfigError
+
 # Keys that would put a secret into a config file; credentials come from the environment only.
 _SECRET_OPTIONS = {"key", "secret", "token", "password", "username", "aws_access_key_id",
                    "aws_secret_access_key", "aws_session_token"}
 _TRUE = {"1", "true", "yes", "on"}
+PROVIDERS = ("local", "r2", "b2", "s3")
+REMOTE_SCHEMES = ("r2", "b2", "s3")
+# S3 bucket naming rules: 3-63 characters, lowercase letters, digits, '.' and '-', a letter or digit at each end.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(.*)", re.DOTALL)
+_CREDENTIAL_VARIABLES = ("R2_ACCESS_KEY_ID/R2_SECRET_ACCESS_KEY, B2_APPLICATION_KEY_ID/B2_APPLICATION_KEY or "
+                         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 
 
 def env_offline() -> bool:
@@ -22,12 +39,134 @@ def env_offline() -> bool:
 
 
 def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative object key; refuse ``..`` parts and a leading ``/``."""
+    """Return ``key`` if it is a safe relative object key; refuse ``..`` parts, a leading ``/`` and ``//``."""
     if key.startswith("/") or key.startswith("\\"):
-        raise ValueError(f"Refusing object key {key!r}: keys are relative to the bucket; drop the leading '/'.")
-    if any(part == ".." for part in key.replace("\\", "/").split("/")):
-        raise ValueError(f"Refusing object key {key!r}: '..' is not allowed in keys.")
+        raise StorageConfigError(f"Refusing object key {key!r}: keys are relative to the bucket. Fix: drop the "
+                                 "leading '/'.")
+    parts = key.replace("\\", "/").split("/")
+    if any(part == ".." for part in parts):
+        raise StorageConfigError(f"Refusing object key {key!r}: '..' is not allowed in keys. Fix: name the key "
+                                 "from the bucket (prefix) root, without '..'.")
+    if any(part == "" for part in parts[:-1]):
+        raise StorageConfigError(f"Refusing object key {key!r}: it has an empty part ('//'); S3 keeps it as a "
+                                 "different key than you meant. Fix: write a single '/' between parts.")
     return key
+
+
+def has_userinfo(value: str) -> bool:
+    """True when a URL carries ``user[:password]@`` before its host/bucket."""
+    return "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]
+
+
+def redact_url(value: str) -> str:
+    """``value`` with any ``user:password@`` of a URL replaced by ``***@`` (safe to print)."""
+    return re.sub(r"://[^/]*@", "://***@", value)
+
+
+def refuse_userinfo(value: str, what: str) -> None:
+    """Raise StorageConfigError (not repeating them) when the URL ``value`` embeds credentials."""
+    if has_userinfo(value):
+        raise StorageConfigError(
+            f"{what}={redact_url(value)!r} holds credentials inside the URL (shown as ***). neo never takes "
+            f"credentials from URLs or config. Fix: remove them from the URL and set {_CREDENTIAL_VARIABLES} in the "
+            "environment.")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid S3 bucket name, or None when it is."""
+    if not name:
+        return "has no bucket name"
+    if not _BUCKET_NAME.fullmatch(name) or ".." in name or _IP_ADDRESS.fullmatch(name):
+        return (f"has the invalid bucket name {name!r} (bucket names are 3-63 lowercase letters, digits, '-' or '.', "
+                "starting and ending with a letter or digit)")
+    return None
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.startswith((".", "~"))
+
+
+def parse_bucket(value: Any, provider: str | None = None, source: str = "storage.bucket") -> str | None:
+    """The canonical bucket location of a setting: ``r2|b2|s3://name[/path]``, ``file:///dir``, a local folder,
+    or None (no bucket). Raises StorageConfigError naming ``source``, the value and the fix.
+
+    provider: ``r2|b2|s3`` (a bare name is that provider's bucket), ``local`` (a bare name is a folder) or None
+        (no provider chosen: a bare name is ambiguous and refused; paths are folders).
+    """
+    remote = provider in REMOTE_SCHEMES
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if remote:
+            raise StorageConfigError(
+                f"{source}={value!r} is empty but storage={provider} needs a bucket. Fix: {source}=<name> or "
+                f"{provider}://<name> (NEO_BUCKET=<name> sets it; it may be set but empty), or storage=local for a "
+                "local folder.")
+        return None
+    if not isinstance(value, str):
+        raise StorageConfigError(f"{source}={value!r} is not a URL or folder. Fix: use e.g. r2://my-bucket or a "
+                                 "folder such as ./data/bucket.")
+    text = value.strip()
+    refuse_userinfo(text, source)
+    match = _SCHEME.fullmatch(text)
+    if match:
+        return _parse_url(text, match.group(1).lower(), match.group(2), provider, source)
+    if remote:
+        if _looks_like_path(text):
+            raise StorageConfigError(
+                f"{source}={value!r} is a folder but storage={provider} stores in a {provider} bucket. Fix: "
+                f"{source}=<bucket-name> for the bucket, or storage=local {source}={text} for a local folder.")
+        problem = bucket_name_problem(text)
+        if problem:
+            raise StorageConfigError(f"{source}={value!r} {problem}. Fix: {source}=<bucket-name> as the bucket is "
+                                     f"named at {provider}.")
+        return f"{provider}://{text}"
+    if provider is None and not _looks_like_path(text):
+        raise StorageConfigError(
+            f"{source}={value!r} is a bare name, but no provider says which storage it is in. Fix: give the URL "
+            f"(r2://{text}, b2://{text} or s3://{text}), or write ./{text} for a local folder.")
+    folder = text.rstrip("/") or "/"
+    return folder if provider == "local" or _looks_like_path(folder) else f"./{folder}"  # stays a path when re-parsed
+
+
+def _parse_url(text: str, scheme: str, rest: str, provider: str | None, source: str) -> str:
+    if not rest.startswith("//"):
+        fixed = f"{scheme}://{rest.lstrip('/') or '<bucket-name>'}"
+        raise StorageConfigError(f"{source}={text!r} is not a URL: the scheme {scheme!r} needs '://'. Fix: "
+                                 f"{source}={fixed}.")
+    if scheme not in (*REMOTE_SCHEMES, "file"):
+        raise StorageConfigError(
+            f"{source}={text!r} uses an unknown storage scheme {scheme!r}. Fix: use r2://<bucket> (storage=r2), "
+            "b2://<bucket> (storage=b2), s3://<bucket> (storage=s3), file:///dir or a local folder.")
+    body = rest[2:]
+    if scheme == "file":
+        host, slash, path = body.partition("/")
+        if host not in ("", "localhost") or not path.strip("/"):
+            raise StorageConfigError(f"{source}={text!r} is not a local folder URL. Fix: file:///absolute/folder.")
+        return "file:///" + path.strip("/")
+    if provider in REMOTE_SCHEMES and provider != scheme:
+        raise StorageConfigError(f"{source}={text!r} is a {scheme} bucket but storage={provider}. Fix: "
+                                 f"storage={scheme}, or {source}={provider}://<bucket-name>.")
+    name, _, path = body.partition("/")
+    problem = bucket_name_problem(name)
+    if problem:
+        raise StorageConfigError(f"{source}={text!r} {problem}. Fix: {source}={scheme}://<bucket-name>.")
+    path = path.rstrip("/")
+    if path:
+        try:
+            check_key(path)
+        except StorageConfigError as exc:
+            raise StorageConfigError(f"{source}={text!r}: {exc}") from None
+    return f"{scheme}://{name}" + (f"/{path}" if path else "")
+
+
+def bucket_from_env(default: str | None = None) -> str | None:
+    """``$NEO_BUCKET`` (``default`` when unset); set but empty is an error, never "no bucket"."""
+    if "NEO_BUCKET" not in os.environ:
+        return default
+    value = os.environ["NEO_BUCKET"]
+    if not value.strip():
+        raise StorageConfigError("NEO_BUCKET='' is set but empty. Fix: unset it, or set it to the bucket "
+                                 "(r2://team-weights, or a folder such as ./data/bucket).")
+    return value
 
 
 def join_key(*parts: str) -> str:
@@ -42,12 +181,19 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
+_NUMBERS = (("retries", 0, False, 3), ("backoff_s", 0, False, 0.5), ("lock_timeout_s", 0, True, 900),
+            ("drain_timeout_s", 0, False, 120), ("upload_timeout_s", 0, True, 600))
+
+
 @dataclass
 class StorageSettings:
-    """Where neo keeps weights and checkpoints.
+    """Where neo keeps weights and checkpoints. Invalid values raise StorageConfigError naming each of them.
 
-    bucket: bucket root URL (``r2://name``, ``b2://name``, ``s3://name``, ``file:///dir``) or a local folder;
-        None/"" means no bucket (cache and origins only).
+    provider: ``local`` | ``r2`` | ``b2`` | ``s3`` (the ``storage=`` choice) or None; it says what a bare
+        bucket name means (see ``parse_bucket``).
+    bucket: bucket root URL (``r2://name``, ``b2://name``, ``s3://name``, ``file:///dir``), a bare bucket name
+        with provider r2/b2/s3, or a local folder; None means no bucket (cache and origins only).
+        Stored canonical: ``r2://name`` for a bare r2 name.
     prefix: key prefix inside the bucket (e.g. ``neo``); layout below it:
         ``models/pretrained/{framework}/{file}``, ``checkpoints/{file}``, ``runs/{run}/checkpoints/{file}``.
     cache_dir: local cache folder (downloads and origin fetches land here).
@@ -62,6 +208,7 @@ class StorageSettings:
     """
 
     bucket: str | None = None
+    provider: str | None = None
     prefix: str = ""
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("NEO_CACHE_DIR", "~/.cache/neo")))
     offline: bool = False
@@ -74,20 +221,44 @@ class StorageSettings:
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.provider is not None and self.provider not in PROVIDERS:
+            problems.append(f"storage.provider={self.provider!r} is not a storage provider. Fix: use one of "
+                            f"{', '.join(PROVIDERS)} (storage=r2 etc. sets it).")
+        else:
+            try:
+                self.bucket = parse_bucket(self.bucket, self.provider)
+            except StorageConfigError as exc:
+                problems.append(str(exc))
+        try:
+            self.prefix = join_key(str(self.prefix or ""))
+        except StorageConfigError as exc:
+            problems.append(f"storage.prefix: {exc}")
+        for name, low, strict, example in _NUMBERS:
+            value = getattr(self, name)
+            if name == "upload_timeout_s" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
+                problems.append(f"storage.{name}={value!r} must be a number {'>' if strict else '>='} {low}. "
+                                f"Fix: use e.g. storage.{name}={example}.")
+        if not isinstance(self.storage_options, Mapping):
+            problems.append(f"storage.storage_options={self.storage_options!r} is not a mapping. Fix: use {{}}.")
+        else:
+            bad = sorted(str(k) for k in self.storage_options if str(k).lower() in _SECRET_OPTIONS)
+            if bad:  # never echo the value of a secret
+                problems.append(f"storage.storage_options holds secret option(s) {bad} (values not shown). Fix: "
+                                f"remove them and set {_CREDENTIAL_VARIABLES} in the environment.")
+        if problems:
+            raise StorageConfigError(" ".join(problems))
         self.cache_dir = Path(os.path.expandvars(str(self.cache_dir))).expanduser()
         self.offline = _as_bool(self.offline)
-        self.prefix = join_key(self.prefix or "")
-        self.bucket = (str(self.bucket).rstrip("/") or None) if self.bucket else None
-        bad = sorted(k for k in self.storage_options if k.lower() in _SECRET_OPTIONS)
-        if bad:
-            raise ValueError(
-                f"storage.storage_options holds secret option(s) {bad}: remove them from the config and set "
-                "credentials in the environment (R2_ACCESS_KEY_ID/..., B2_APPLICATION_KEY_ID/..., AWS_ACCESS_KEY_ID/...)."
-            )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> StorageSettings:
-        """Build from ``cfg.storage`` (a DictConfig or dict); unknown keys are an error naming them."""
+        """Build from ``cfg.storage`` (a DictConfig or dict): the validation entry point of storage settings.
+
+        Raises StorageConfigError, one message naming every invalid key/value and its fix (unknown keys too).
+        """
         if cfg is None:
             return cls()
         try:  # accept DictConfig without importing omegaconf at module level
@@ -101,9 +272,23 @@ class StorageSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown storage setting(s) {unknown}; valid keys: {sorted(known)}.")
-        values["storage_options"] = dict(values.get("storage_options") or {})
+            raise StorageConfigError(f"storage has unknown key(s) {unknown}. Fix: remove them; valid keys are "
+                                     f"{sorted(known)}.")
+        values["storage_options"] = values.get("storage_options") or {}
+        if isinstance(values["storage_options"], Mapping):
+            values["storage_options"] = dict(values["storage_options"])
         return cls(**values)
+
+    @classmethod
+    def from_env(cls, bucket: str | None = None, *, default_bucket: str | None = None, **values: Any) -> StorageSettings:
+        """Settings for the command-line tools: ``bucket`` if given, else ``$NEO_BUCKET``, else ``default_bucket``;
+        prefix ``$NEO_PREFIX`` and cache ``$NEO_CACHE_DIR`` unless given in ``values``."""
+        values.setdefault("prefix", os.environ.get("NEO_PREFIX", ""))
+        if os.environ.get("NEO_CACHE_DIR"):
+            values.setdefault("cache_dir", os.environ["NEO_CACHE_DIR"])
+        if bucket is None and "NEO_BUCKET" in os.environ:  # errors name the variable the value came from
+            bucket = parse_bucket(bucket_from_env(), values.get("provider"), "NEO_BUCKET")
+        return cls(bucket=bucket if bucket is not None else default_bucket, **values)
 
     @property
     def is_offline(self) -> bool:
@@ -120,8 +305,11 @@ class StorageSettings:
     def bucket_fs(self) -> tuple[fsspec.AbstractFileSystem, str]:
         """The bucket's file system and its root path (protocol stripped, prefix included)."""
         if not self.bucket:
-            raise ValueError("No bucket configured: set storage.bucket (e.g. r2://my-bucket or a local folder).")
+            raise StorageConfigError("No bucket configured: set storage.bucket (e.g. r2://my-bucket or a local folder).")
         fs, root = fsspec.core.url_to_fs(self.bucket, **self.storage_options)
+        from neo.storage.protocols import ensure_endpoint_resolves
+
+        ensure_endpoint_resolves(fs)
         if self.protocol == "file":
             root = str(Path(root).expanduser())
         return fs, "/".join(p for p in (root.rstrip("/"), self.prefix) if p)

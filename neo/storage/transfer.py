@@ -3,6 +3,11 @@
 A download lands in a process-unique temp file beside the target, is checked (size against the
 source, sha256 against the ``.sha256`` sidecar / object metadata / registry), then ``os.replace``d;
 a ``filelock`` around it makes N processes download once (correctness does not depend on the lock).
+Temp files of a download killed mid-way (no live lock holder) are removed by the next resolve of the key.
+
+Damage never turns verification off: a sidecar that does not parse is reported and the object's sha256
+metadata is used instead; with no trustworthy record left, or two records that disagree, the file is
+refused (``HashRecordError``). The same holds for the cache: an entry whose sidecar is damaged is re-fetched.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 from s3fs import S3FileSystem
 
 from neo.files import write_text_atomic
-from neo.storage.errors import TRANSIENT, CorruptDownloadError, classify
+from neo.storage.errors import TRANSIENT, CorruptDownloadError, HashRecordError, classify
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +67,16 @@ def parse_sidecar(text: str | bytes) -> str | None:
 
 
 def read_local_sidecar(path: Path) -> str | None:
+    """The digest in ``path.sha256``; None when there is no sidecar; HashRecordError when it is damaged."""
+    sidecar = Path(str(path) + SIDECAR)
     try:
-        return parse_sidecar(Path(str(path) + SIDECAR).read_text())
+        raw = sidecar.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         return None
+    digest = parse_sidecar(raw)
+    if digest is None:
+        raise HashRecordError(f"the cache sidecar {sidecar} is damaged ({len(raw)} bytes, no sha256 in it)")
+    return digest
 
 
 def write_local_sidecar(path: Path, digest: str) -> None:
@@ -78,7 +89,11 @@ def cache_entry_ok(path: Path, expected_sha256: str | None = None) -> bool:
     known hash is adopted (its sidecar written) so later alterations are caught."""
     if not path.is_file():
         return False
-    recorded = read_local_sidecar(path)
+    try:
+        recorded = read_local_sidecar(path)
+    except HashRecordError as exc:
+        log.warning("Not trusting %s: %s; re-fetching it.", path, exc)
+        return False
     expected = expected_sha256 or recorded
     actual = cached_sha256(path)
     if expected is None:
@@ -90,21 +105,67 @@ def cache_entry_ok(path: Path, expected_sha256: str | None = None) -> bool:
     return True
 
 
-def remote_sha256(fs: fsspec.AbstractFileSystem, rpath: str) -> str | None:
-    """The sha256 written at upload: the ``.sha256`` sidecar, else object metadata; None if neither."""
+def object_sha256_metadata(fs: fsspec.AbstractFileSystem, rpath: str) -> str | None:
+    """The ``sha256`` user metadata of an S3 object as stored (S3 metadata names are case-insensitive); None when
+    absent, the object is missing or ``fs`` has no object metadata."""
+    if not isinstance(fs, S3FileSystem):
+        return None
     try:
-        return parse_sidecar(fs.cat_file(rpath + SIDECAR))
+        meta = fs.metadata(rpath)
     except FileNotFoundError:
-        pass
-    if isinstance(fs, S3FileSystem):
-        try:
-            return parse_sidecar(fs.metadata(rpath).get("sha256", ""))
-        except (FileNotFoundError, OSError):
-            return None
-    return None
+        return None
+    return next((str(v) for k, v in meta.items() if k.lower() == "sha256"), None)
 
 
-def _retrying(action: Callable[[], object], what: str, retries: int, backoff_s: float):
+def remote_sha256(fs: fsspec.AbstractFileSystem, rpath: str) -> str | None:
+    """The trustworthy sha256 recorded at upload (the ``.sha256`` sidecar and/or the object metadata).
+
+    None when neither exists (nothing is known). A damaged sidecar falls back to the metadata, with a
+    warning; HashRecordError when no record parses but one exists, or when sidecar and metadata disagree.
+    """
+    try:
+        raw = fs.cat_file(rpath + SIDECAR)
+    except FileNotFoundError:
+        raw = None
+    sidecar = parse_sidecar(raw) if raw is not None else None
+    damaged = [f"the sidecar {rpath}{SIDECAR} is damaged ({len(raw)} bytes, no sha256 in it)"] \
+        if raw is not None and sidecar is None else []
+    stored = object_sha256_metadata(fs, rpath)
+    metadata = parse_sidecar(stored) if stored is not None else None
+    if stored is not None and metadata is None:
+        damaged.append(f"the sha256 metadata of {rpath} is damaged ({stored[:80]!r})")
+    if sidecar and metadata and sidecar != metadata:
+        raise HashRecordError(f"{rpath}: its sidecar records sha256 {sidecar} but its metadata records {metadata}")
+    digest = sidecar or metadata
+    if digest and damaged:
+        log.warning("%s; using the other record (sha256 %s).", "; ".join(damaged), digest)
+    elif damaged:
+        raise HashRecordError("; ".join(damaged) + " and no other sha256 is recorded, so its bytes cannot be verified")
+    return digest
+
+
+def remove_stale_parts(target: Path) -> list[Path]:
+    """Delete temp files of earlier downloads of ``target`` (call while holding ``target``'s lock: every writer
+    holds it, so any temp file found belongs to a process that died); returns what was removed."""
+    stale = [p for p in target.parent.glob(f".{target.name}.*.part") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("Removed %s, left by a download that did not finish.", path)
+    return stale
+
+
+def clean_stale_parts_if_idle(target: Path) -> None:
+    """``remove_stale_parts`` when no process holds ``target``'s lock right now (never waits)."""
+    if not any(target.parent.glob(f".{target.name}.*.part")):
+        return
+    try:
+        with FileLock(str(target) + ".lock", timeout=0):
+            remove_stale_parts(target)
+    except Timeout:
+        pass  # a live process is downloading it: its temp file is not stale
+
+
+def with_retries(action: Callable[[], object], what: str, retries: int, backoff_s: float):
     """Run ``action``; on transient errors retry ``retries`` times with doubling backoff."""
     for attempt in range(retries + 1):
         try:
@@ -136,13 +197,15 @@ def download(
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     if cache_entry_ok(target, expected_sha256):
+        clean_stale_parts_if_idle(target)
         return target
     lock = FileLock(str(target) + ".lock", timeout=lock_timeout_s)
     try:
         with lock:
+            remove_stale_parts(target)
             if cache_entry_ok(target, expected_sha256):  # another process finished it meanwhile
                 return target
-            return _retrying(
+            return with_retries(
                 lambda: _download_once(fs, rpath, target, expected_sha256, callback),
                 f"download of {rpath}", retries, backoff_s,
             )
@@ -154,7 +217,11 @@ def download(
 def _download_once(fs, rpath: str, target: Path, expected_sha256: str | None, callback: Callback) -> Path:
     info = fs.info(rpath)
     size = info.get("size")
-    expected = (expected_sha256 or remote_sha256(fs, rpath) or "").lower() or None
+    recorded = remote_sha256(fs, rpath)
+    if expected_sha256 and recorded and recorded != expected_sha256.lower():
+        raise HashRecordError(f"{rpath}: the bucket records sha256 {recorded} but {expected_sha256} is expected "
+                              "(the registry's); it holds another file")
+    expected = (expected_sha256 or recorded or "").lower() or None
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
     try:
         if isinstance(fs, S3FileSystem) and size:
@@ -205,6 +272,18 @@ def _get_hashing(fs, rpath: str, tmp: Path, size: int, callback: Callback,
     return digest.hexdigest()
 
 
+def remote_matches(fs: fsspec.AbstractFileSystem, rpath: str, digest: str) -> bool:
+    """True when ``rpath`` exists and its trustworthy recorded sha256 is ``digest`` (hashes, never sizes).
+    A damaged or contradictory record is not a match: the object gets re-uploaded."""
+    try:
+        if remote_sha256(fs, rpath) != digest:
+            return False
+    except HashRecordError as exc:
+        log.warning("Replacing %s: %s.", rpath, exc)
+        return False
+    return fs.exists(rpath)
+
+
 def upload(
     local: Path,
     fs: fsspec.AbstractFileSystem,
@@ -221,12 +300,8 @@ def upload(
     connection that dies mid-PUT can otherwise leave aiohttp waiting forever for a '100 Continue'.
     """
     digest = digest or cached_sha256(Path(local))
-    if skip_if_same and remote_sha256(fs, rpath) == digest:
-        try:
-            if fs.info(rpath).get("size") == Path(local).stat().st_size:
-                return False
-        except FileNotFoundError:
-            pass
+    if skip_if_same and remote_matches(fs, rpath, digest):
+        return False
     if isinstance(fs, LocalFileSystem):  # local buckets: temp + rename, so readers never see a partial object
         parent = os.path.dirname(rpath)
         fs.makedirs(parent, exist_ok=True)

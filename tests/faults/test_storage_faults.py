@@ -12,6 +12,9 @@ import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -20,14 +23,17 @@ import requests
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from neo.cli import weights
 from neo.storage import CheckpointSync, ResolveError, StorageSettings, locate_auto_checkpoint, resolve
+from neo.storage.errors import classify
 from neo.storage.protocols import clear_instance_caches
-from neo.storage.transfer import upload
+from neo.storage.resolver import _short as short_reason
+from neo.storage.transfer import download, upload
 from neo.training.checkpoints import WeightsUnavailableError
 from neo.training.config_check import ConfigError, check_config
 from neo.training.run import train
 from tests.conftest import train_overrides
-from tests.faults.conftest import DyingProxy, assert_nothing_lost, neo, output, partial_files
+from tests.faults.conftest import DyingProxy, assert_nothing_lost, flat, neo, output, partial_files
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET, run_env
 from tests.training.helpers import compose_train
 
@@ -269,3 +275,365 @@ def test_run_name_with_dotdot_is_a_config_error(tmp_path):
     cfg = compose_train([f"paths.root_dir={tmp_path}", "run_name=.."])
     with pytest.raises(ConfigError, match=r"run_name='\.\.' is not a folder name\. Fix:"):
         check_config(cfg)
+
+
+# ------------------------------------------------------------------ 1. a mistyped bucket never becomes a local folder
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def cli(tmp_path: Path, *args: str, bucket: str | None = f"r2://{BUCKET}") -> list[str]:
+    """neo-weights arguments with the test bucket (None: from NEO_BUCKET) and a cache under ``tmp_path``."""
+    return [*(["--bucket", bucket] if bucket else []), "--cache-dir", str(tmp_path / "cache"), *args]
+
+
+def said(capsys) -> str:
+    captured = capsys.readouterr()
+    return flat(captured.out + captured.err)
+
+
+@pytest.mark.parametrize(("overrides", "neo_bucket", "message"), [
+    (["storage.bucket=r2://"], None, "storage.bucket='r2://' has no bucket name. Fix: storage.bucket=r2://<bucket-name>."),
+    ([], "", "storage.bucket='' is empty but storage=r2 needs a bucket."),
+    (["storage.bucket=r2:/bkt"], None, "storage.bucket='r2:/bkt' is not a URL: the scheme 'r2' needs '://'. Fix: "
+                                      "storage.bucket=r2://bkt."),
+    (["storage.bucket=./mybucket"], None, "storage.bucket='./mybucket' is a folder but storage=r2"),
+    (["storage.bucket=Bad_Bucket"], None, "has the invalid bucket name 'Bad_Bucket'"),
+])
+def test_mistyped_bucket_is_refused_before_any_work(synth_root, tmp_path, endpoint, monkeypatch, overrides,
+                                                    neo_bucket, message):
+    """neo-train storage=r2 with a bucket typo: a config error naming the value and the fix; no folder appears."""
+    monkeypatch.chdir(tmp_path)
+    if neo_bucket is not None:
+        monkeypatch.setenv("NEO_BUCKET", neo_bucket)
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    before = files_under(tmp_path)
+    for _ in range(2):  # the same command twice: the same refusal, still nothing written
+        cfg = compose_train(short_run(synth_root, tmp_path, "run_name=typo", *base, *overrides), toy=True)
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        assert message in str(info.value)
+        assert files_under(tmp_path) == before
+    assert objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_empty_neo_bucket_stops_neo_train_with_one_paragraph(synth_root, tmp_path, endpoint):
+    env = run_env(endpoint.env, NEO_BUCKET="")
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    result = neo("neo-train", *short_run(synth_root, tmp_path, "run_name=empty", *base), cwd=tmp_path, env=env)
+    text = output(result)
+    assert result.returncode == 1 and "Traceback" not in text, text[-3000:]
+    assert "storage.bucket='' is empty but storage=r2 needs a bucket" in flat(text)
+    assert not (tmp_path / "outputs/runs/empty/checkpoints").exists() and not list(tmp_path.glob("r2*"))
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+    assert objects(endpoint) == set()
+
+
+@pytest.mark.parametrize("how", ["override", "NEO_BUCKET"])
+def test_bare_bucket_name_with_storage_r2_is_that_providers_bucket(synth_root, tmp_path, endpoint, monkeypatch, how):
+    monkeypatch.chdir(tmp_path)
+    base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
+    if how == "override":
+        base.append(f"storage.bucket={BUCKET}")
+    else:
+        monkeypatch.setenv("NEO_BUCKET", BUCKET)
+    summary = train(compose_train(short_run(synth_root, tmp_path, "run_name=bare", *base), toy=True))
+    assert summary.status == "finished" and summary.unsynced == []
+    assert {"runs/bare/checkpoints/last.ckpt", "runs/bare/checkpoints/best.ckpt"} <= objects(endpoint)
+    assert not (tmp_path / BUCKET).exists() and not list(tmp_path.glob("r2*"))
+    assert_nothing_lost(checkpoints=(summary.run_dir / "checkpoints",), cache=tmp_path / "cache",
+                        bucket=(endpoint.client, BUCKET))
+
+
+def test_neo_weights_push_to_a_mistyped_bucket_is_refused_never_written_locally(tmp_path, endpoint, monkeypatch,
+                                                                               capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(10_000))
+    for args, neo_bucket, message in [
+        (cli(tmp_path, "push", "a.bin", "--as", "checkpoints/a.bin", bucket="r2://"), None,
+         "--bucket='r2://' has no bucket name"),
+        (cli(tmp_path, "push", "a.bin", bucket="r2:/neo-test"), None, "the scheme 'r2' needs '://'"),
+        (cli(tmp_path, "push", "a.bin", bucket=None), "", "NEO_BUCKET='' is set but empty"),
+        (cli(tmp_path, "push", "a.bin", bucket=None), BUCKET, f"NEO_BUCKET='{BUCKET}' is a bare name, but no "
+                                                              "provider says which storage it is in"),
+    ]:
+        if neo_bucket is not None:
+            monkeypatch.setenv("NEO_BUCKET", neo_bucket)
+        assert weights.main(args) == 1
+        text = said(capsys)
+        assert message in text and "Fix:" in text and "Uploaded" not in text
+    assert files_under(tmp_path) == ["a.bin"]
+    assert objects(endpoint) == set()
+    monkeypatch.setenv("NEO_BUCKET", BUCKET)  # the same bare name with its provider named: the bucket
+    assert weights.main(cli(tmp_path, "--storage", "r2", "push", "a.bin", bucket=None)) == 0
+    assert f"Uploaded a.bin -> r2://{BUCKET}/checkpoints/a.bin" in said(capsys)
+    assert objects(endpoint) == {"checkpoints/a.bin", "checkpoints/a.bin.sha256"}
+    assert files_under(tmp_path) == ["a.bin"]
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 2. damage never turns verification off
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("sidecar", [b"", b"garbage\n"], ids=["empty sidecar", "garbage sidecar"])
+def test_damaged_sidecar_falls_back_to_the_metadata_and_refuses_corrupt_bytes(tmp_path, endpoint, monkeypatch,
+                                                                              capsys, sidecar):
+    monkeypatch.chdir(tmp_path)
+    good, bad = os.urandom(100_000), os.urandom(100_000)
+    put("checkpoints/model.ckpt", good, tmp_path)  # neo's upload: .sha256 sidecar and sha256 metadata
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=bad, Metadata={"sha256": sha(good)})
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=sidecar)
+    cached = tmp_path / "cache/checkpoints/model.ckpt"
+    for _ in range(2):  # pull, then the same pull again
+        assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 1
+        text = said(capsys)
+        assert f"sha256 {sha(bad)} != recorded {sha(good)}" in text and "corrupt" in text
+        assert not cached.exists()
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "Nothing to verify" in said(capsys)
+    (tmp_path / "good.ckpt").write_bytes(good)  # the repair: push the good copy over it
+    assert weights.main(cli(tmp_path, "push", "good.ckpt", "--as", "checkpoints/model.ckpt")) == 0
+    assert "Uploaded good.ckpt" in said(capsys)
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    assert cached.read_bytes() == good
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "All hashes match. cache: 1 checked (1 ok)" in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+@pytest.mark.parametrize("record", ["damaged sidecar, no metadata", "sidecar and metadata disagree"])
+def test_no_trustworthy_sha256_means_the_object_is_refused_unread(tmp_path, endpoint, record):
+    data = os.urandom(50_000)
+    if record == "damaged sidecar, no metadata":
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=data)
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=b"")
+        reason = "is damaged (0 bytes, no sha256 in it) and no other sha256 is recorded"
+    else:
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt", Body=data,
+                                   Metadata={"sha256": sha(b"other")})
+        endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/model.ckpt.sha256", Body=sha(data).encode())
+        reason = f"its sidecar records sha256 {sha(data)} but its metadata records {sha(b'other')}"
+    settings = StorageSettings(bucket=f"r2://{BUCKET}", cache_dir=tmp_path / "cache", retries=2, backoff_s=0.01)
+    with pytest.raises(ResolveError) as info:
+        resolve("model.ckpt", storage=settings)
+    message = " ".join(str(info.value).split())
+    assert f"bucket r2://{BUCKET}/checkpoints/model.ckpt: unverifiable" in message and reason in message
+    assert "neo-weights push --force" in message
+    assert endpoint.gets(f"/{BUCKET}/checkpoints/model.ckpt") == 0  # refused before reading, and not retried
+    assert not (tmp_path / "cache/checkpoints/model.ckpt").exists()
+    assert_nothing_lost(cache=tmp_path / "cache")
+
+
+def test_damaged_cache_sidecar_is_refetched_never_adopted(tmp_path, endpoint, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    good = os.urandom(80_000)
+    put("checkpoints/model.ckpt", good, tmp_path)
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    cached = tmp_path / "cache/checkpoints/model.ckpt"
+    cached.write_bytes(os.urandom(80_000))  # the cached bytes go bad and the sidecar is emptied
+    Path(f"{cached}.sha256").write_bytes(b"")
+    assert weights.main(cli(tmp_path, "verify")) == 1
+    text = said(capsys)
+    assert "UNVERIFIABLE cache checkpoints/model.ckpt: the cache sidecar" in text and "is damaged (0 bytes" in text
+    assert "1 problem(s). cache: 1 checked (1 unverifiable)" in text
+    assert weights.main(cli(tmp_path, "pull", "model.ckpt")) == 0
+    assert cached.read_bytes() == good and Path(f"{cached}.sha256").read_text().split()[0] == sha(good)
+    assert weights.main(cli(tmp_path, "verify")) == 0
+    assert "All hashes match." in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 3. push: guarded, one paragraph, exit 1
+def puts(endpoint) -> int:
+    return sum(1 for m, _ in endpoint.requests if m in ("PUT", "POST"))
+
+
+@pytest.mark.parametrize(("fault", "bucket", "key", "message"), [
+    ("missing bucket", "r2://no-such-bucket", "checkpoints/a.bin",
+     "Could not push to r2://no-such-bucket/checkpoints/a.bin (not found:"),
+    ("invalid name", "r2://Bad_Bucket!", "checkpoints/a.bin", "--bucket='r2://Bad_Bucket!' has the invalid bucket name"),
+    ("name with a space", "r2://has space", "checkpoints/a.bin", "--bucket='r2://has space' has the invalid bucket name"),
+    ("key with //", f"r2://{BUCKET}", "checkpoints//a.bin", "Refusing object key 'checkpoints//a.bin': it has an empty "
+                                                           "part ('//')"),
+])
+def test_push_failures_are_one_paragraph_and_exit_1(tmp_path, endpoint, monkeypatch, capsys, fault, bucket, key,
+                                                    message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    for _ in range(2):  # the same command twice
+        assert weights.main(cli(tmp_path, "push", "a.bin", "--as", key, bucket=bucket)) == 1
+        text = said(capsys)
+        assert message in text and "Traceback" not in text and "retry" not in text, text
+    if fault == "missing bucket":
+        assert "The bucket does not exist: create it, or fix storage.bucket" in text
+    assert files_under(tmp_path) == ["a.bin"] and objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_push_with_the_server_down_retries_then_says_what_to_check(tmp_path, endpoint):
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    result = neo("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
+                 env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
+    text = output(result)
+    assert result.returncode == 1 and "Traceback" not in text, text
+    assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (network:" in flat(text)
+    assert "check the connection and the endpoint in R2_ACCOUNT_ID (or R2_ENDPOINT_URL)" in flat(text)
+    assert text.count("retry") == 3  # storage.retries transient retries, each warned once
+    assert SECRET not in text and KEY_ID not in text
+    assert objects(endpoint) == set()
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_push_with_refused_credentials_names_the_variables_not_their_values(tmp_path, endpoint, iam_auth,
+                                                                            monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    key_id, secret = iam_auth
+    monkeypatch.setenv("R2_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("R2_SECRET_ACCESS_KEY", "WRONG-secret-0123456789")
+    clear_instance_caches()
+    assert weights.main(cli(tmp_path, "push", "a.bin")) == 1
+    text = said(capsys)
+    assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (access denied:" in text and "retry" not in text
+    assert "The bucket refused the credentials: check R2_ACCOUNT_ID (or R2_ENDPOINT_URL), R2_ACCESS_KEY_ID, " \
+           "R2_SECRET_ACCESS_KEY in the environment." in text
+    assert "WRONG-secret" not in text and secret not in text
+    monkeypatch.setenv("R2_SECRET_ACCESS_KEY", secret)  # fixed: the same command works
+    clear_instance_caches()
+    assert weights.main(cli(tmp_path, "push", "a.bin")) == 0
+    allowed = boto3.client("s3", endpoint_url=endpoint.endpoint, aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, region_name="us-east-1")
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(allowed, BUCKET))
+
+
+# ------------------------------------------------------------------ 4. credentials inside a URL
+def test_credentials_inside_a_url_are_refused_and_never_repeated(synth_root, tmp_path, endpoint, monkeypatch,
+                                                                 capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
+    put("checkpoints/model.ckpt", os.urandom(20_000), tmp_path)
+    with_secret = f"r2://{KEY_ID}:{SECRET}@{BUCKET}"
+    texts = []
+    with caplog.at_level(logging.DEBUG):
+        assert weights.main(cli(tmp_path, "pull", f"{with_secret}/checkpoints/model.ckpt")) == 1
+        texts.append(said(capsys))
+        assert weights.main(cli(tmp_path, "push", "a.bin", bucket=with_secret)) == 1
+        texts.append(said(capsys))
+        with pytest.raises(ValueError) as info:
+            resolve(f"{with_secret}/checkpoints/model.ckpt", storage=StorageSettings(cache_dir=tmp_path / "cache"))
+        texts.append(str(info.value))
+        cfg = compose_train(short_run(synth_root, tmp_path, "run_name=creds", *r2(tmp_path),
+                                      f"storage.bucket={with_secret}"), toy=True)
+        with pytest.raises(ConfigError) as info:
+            train(cfg)
+        texts.append(str(info.value))
+    for text in texts:
+        assert "holds credentials inside the URL (shown as ***)" in text and f"r2://***@{BUCKET}" in text, text
+    for text in [*texts, caplog.text, *files_under(tmp_path)]:
+        assert SECRET not in text and KEY_ID not in text
+    assert objects(endpoint) == {"checkpoints/model.ckpt", "checkpoints/model.ckpt.sha256"}
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 5. push repairs what the bucket altered
+def test_push_compares_hashes_and_repairs_an_object_altered_behind_its_record(tmp_path, endpoint, monkeypatch,
+                                                                              capsys):
+    monkeypatch.chdir(tmp_path)
+    data = os.urandom(60_000)
+    (tmp_path / "a.ckpt").write_bytes(data)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0
+    assert "Uploaded a.ckpt" in said(capsys)
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0  # the same push again: nothing sent
+    assert "Already in bucket" in said(capsys) and puts(endpoint) == sent
+    # the object's bytes change (same size) behind its intact .sha256 sidecar
+    endpoint.client.put_object(Bucket=BUCKET, Key="checkpoints/a.ckpt", Body=os.urandom(60_000))
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt")) == 0
+    assert "Uploaded a.ckpt" in said(capsys) and puts(endpoint) > sent
+    assert endpoint.client.get_object(Bucket=BUCKET, Key="checkpoints/a.ckpt")["Body"].read() == data
+    sent = puts(endpoint)
+    assert weights.main(cli(tmp_path, "push", "a.ckpt", "--force")) == 0  # --force sends it whatever the records say
+    assert "Uploaded a.ckpt" in said(capsys) and puts(endpoint) > sent
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+# ------------------------------------------------------------------ 6. the smaller defects
+def test_part_file_of_a_sigkilled_download_is_removed_by_the_next_resolve(tmp_path, endpoint):
+    data = os.urandom(300_000)
+    put("checkpoints/model.ckpt", data, tmp_path)
+    cache = tmp_path / "cache"
+    script = (
+        "import os, signal\n"
+        "from fsspec.callbacks import Callback\n"
+        "from neo.storage import StorageSettings, resolve\n"
+        "class KillAfterFirstBytes(Callback):\n"
+        "    def relative_update(self, inc=1):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"print(resolve('model.ckpt', storage=StorageSettings(bucket='r2://{BUCKET}', cache_dir={str(cache)!r}),\n"
+        "        callback=KillAfterFirstBytes()))\n")
+    settings = StorageSettings(bucket=f"r2://{BUCKET}", cache_dir=cache)
+    killed = subprocess.run([sys.executable, "-c", script], env=run_env(endpoint.env), timeout=120,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert len(partial_files(cache)) == 1 and not (cache / "checkpoints/model.ckpt").exists()
+    assert resolve("model.ckpt", storage=settings).read_bytes() == data  # the next resolve of that key
+    assert_nothing_lost(cache=cache, bucket=(endpoint.client, BUCKET))
+    # a client killed while the entry was already cached: the cache hit cleans its leftover too
+    leftover = cache / "checkpoints/.model.ckpt.4242.0123abcd.part"
+    leftover.write_bytes(data[:1000])
+    assert resolve("model.ckpt", storage=settings).read_bytes() == data
+    assert not leftover.exists()
+    assert_nothing_lost(cache=cache, bucket=(endpoint.client, BUCKET))
+
+
+def test_request_validation_errors_are_not_retried_and_keep_their_reason(tmp_path, endpoint, caplog):
+    fs, _ = StorageSettings(bucket=f"r2://{BUCKET}").bucket_fs()
+    endpoint.requests.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as info:
+        download(fs, "Bad_Bucket!/x.ckpt", tmp_path / "cache/x.ckpt", retries=3, backoff_s=0.5)
+    assert classify(info.value) == "invalid request"
+    assert "Invalid bucket name" in short_reason(info.value)  # botocore's second line, kept
+    assert "retry" not in caplog.text and endpoint.requests == []
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_no_network_at_all_fails_fast_with_one_message(tmp_path, endpoint):
+    env = run_env(endpoint.env, R2_ENDPOINT_URL="http://s3.neo-test.invalid", HF_ENDPOINT="https://hub.neo-test.invalid")
+    for bucket in (f"r2://{BUCKET}", "data/bucket"):
+        result = neo("neo-weights", *cli(tmp_path, "pull", "timm/convnext_tiny", bucket=bucket), cwd=tmp_path, env=env)
+        text = flat(output(result))
+        assert result.returncode == 1 and "Traceback" not in text, text
+        assert "No network: a host name did not resolve." in text and text.count("No network") == 1, text
+        assert "retry" not in text and "WARNING" not in text, text
+        unresolved = "s3.neo-test.invalid" if bucket.startswith("r2") else "hub.neo-test.invalid"
+        assert f"the host '{unresolved}'" in text and "does not resolve" in text
+    assert_nothing_lost(cache=tmp_path / "cache", bucket=(endpoint.client, BUCKET))
+
+
+def test_unknown_registry_name_gets_did_you_mean(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert weights.main(cli(tmp_path, "pull", "rtdetr/rtdetr_r50vd_6x_cocoo", bucket="data/bucket")) == 1
+    text = said(capsys)
+    assert "registry: unknown registry name (did you mean 'rtdetr/rtdetr_r50vd_6x_coco'" in text
+    assert weights.main(cli(tmp_path, "verify", bucket="data/bucket")) == 0  # nothing was cached
+    assert "Nothing to verify: the cache" in said(capsys)
+    assert_nothing_lost(cache=tmp_path / "cache")
+
+
+def test_list_never_wraps_names_when_piped(tmp_path):
+    result = neo("neo-weights", *cli(tmp_path, "list", bucket="data/bucket"), cwd=tmp_path,
+                 env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, output(result)
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert lines[0] == ["name", "framework", "file", "size", "cached", "in_bucket"]
+    assert ["rtdetr/rtdetr_r50vd_6x_coco"] == [cells[0] for cells in lines if cells[0] == "rtdetr/rtdetr_r50vd_6x_coco"]
+    assert all(len(cells) == 6 for cells in lines)
+    result = neo("neo-weights", *cli(tmp_path, "list", "--format", "json", bucket="data/bucket"), cwd=tmp_path)
+    rows = json.loads(result.stdout)
+    assert {"name": "rtdetr/rtdetr_r50vd_6x_coco", "cached": False, "in_bucket": "no"}.items() <= next(
+        r for r in rows if r["name"] == "rtdetr/rtdetr_r50vd_6x_coco").items()
+    assert_nothing_lost(cache=tmp_path / "cache")
