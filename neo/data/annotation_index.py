@@ -141,6 +141,7 @@ def load_annotation_index(annotation_file: str | os.PathLike, min_box_size: floa
         index = _open_index(target, identity, min_box_size)  # built by another process while we waited
         if index is not None:
             return index
+        _remove_orphans(target)
         built = build_annotation_index(annotation_file, min_box_size)
         meta = {"format": FORMAT_VERSION, "json": identity, "min_box_size": min_box_size,
                 "label_to_category_id": built.label_to_category_id, "class_names": built.class_names,
@@ -152,6 +153,12 @@ def load_annotation_index(annotation_file: str | os.PathLike, min_box_size: floa
             return built
         log.info("wrote the annotation index of %s to %s", annotation_file.name, target)
     return _open_index(target, identity, min_box_size) or built
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temporary files a killed builder left beside ``target`` (call holding its lock: no live writer)."""
+    for orphan in target.parent.glob(f".{target.name}.*.tmp"):
+        orphan.unlink(missing_ok=True)
 
 
 def _read_json(annotation_file: Path) -> dict[str, Any]:
