@@ -98,12 +98,16 @@ def _loader_child(image_dir: str, annotation_file: str, batches: int, batch_size
     me, samples = psutil.Process(), []
     every = max(1, batches // 10)
     started = time.perf_counter()
-    for i, _ in enumerate(loader, start=1):
+    batches_iter = iter(loader)
+    for i, _ in enumerate(batches_iter, start=1):
         if i == 1 or i % every == 0 or i == batches:
             samples.append((i, _pss_mb(me)))
         if i >= batches:
             break
-    queue.put({"samples": samples, "seconds": time.perf_counter() - started})
+    seconds = time.perf_counter() - started
+    del batches_iter, loader  # stop the workers before this process exits
+    gc.collect()
+    queue.put({"samples": samples, "seconds": seconds})
 
 
 def _in_child(target, *args) -> dict[str, Any]:
@@ -169,22 +173,26 @@ def _validation(annotation_file: Path, per_image: int, rounds: int, batch: int) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-images", type=int, default=118_287)
-    parser.add_argument("--val-images", type=int, default=5_000)
+    parser.add_argument("--train-images", type=int, help="default 118,287 (10,000 with --quick)")
+    parser.add_argument("--val-images", type=int, help="default 5,000 (500 with --quick)")
     parser.add_argument("--per-image", type=int, default=300, help="detections per val image")
-    parser.add_argument("--batches", type=int, default=500, help="train batches iterated for the loader PSS")
+    parser.add_argument("--batches", type=int, help="train batches iterated for the loader PSS (default 500; 100 "
+                                                     "with --quick)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="validation rounds (neo and direct alternate)")
-    parser.add_argument("--quick", action="store_true", help="10k train / 500 val images, 100 batches")
+    parser.add_argument("--quick", action="store_true", help="smaller defaults: 10k train / 500 val images, 100 "
+                                                              "batches")
     parser.add_argument("--dir", help="generate into / reuse this folder (default: a temporary one)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.quick:
-        args.train_images, args.val_images, args.batches = 10_000, 500, 100
+    defaults = (10_000, 500, 100) if args.quick else (118_287, 5_000, 500)
+    args.train_images = args.train_images or defaults[0]
+    args.val_images = args.val_images or defaults[1]
+    args.batches = args.batches or defaults[2]
     console = Console(width=140)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.dir or tmp)
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         for stale in train.parent.glob(f".{train.name}.*.neo-index"):
             stale.unlink()  # a cold start is really cold
 
-        start = Table(title=f"dataset start, train split ({args.train_images:,} images), one fresh process each",
+        start = Table(min_width=100, title=f"dataset start, train split ({args.train_images:,} images), one fresh process each",
                       caption="peak / held: RSS above the process after imports. Goals: warm < 1 s and "
                               "< 100 MB; cold no slower than the pycocotools parse that every start paid before")
         for col in ("start", "seconds", "peak MB", "held MB", "goal"):
@@ -222,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(start)
 
         loader = _in_child(_loader_child, image_dir, str(train), args.batches, args.batch_size, args.workers)
-        table = Table(title=f"loader: main + {args.workers} workers, shuffled train batches of {args.batch_size} "
+        table = Table(min_width=100, title=f"loader: main + {args.workers} workers, shuffled train batches of {args.batch_size} "
                             f"at 640x360 ({loader['seconds']:.0f} s)",
                       caption="total PSS of the processes; flat = workers share the mapped annotation index")
         table.add_column("batches", justify="right")
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
 
         rows = _validation(files["val"], args.per_image, args.rounds, batch=32)
-        table = Table(title=f"validation: {args.val_images:,} images x {args.per_image} detections "
+        table = Table(min_width=100, title=f"validation: {args.val_images:,} images x {args.per_image} detections "
                             f"({rows[0]['detections']:,})",
                       caption="neo compute = gather + COCOeval + memory return; update = the epoch's per-batch "
                               "conversions. direct = loadRes + COCOeval_faster on the same detections list. "

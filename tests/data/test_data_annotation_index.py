@@ -83,6 +83,10 @@ def test_an_invalid_json_is_never_cached_and_its_fix_is_picked_up(small_coco):
         with pytest.raises(DatasetError, match="category_id 99.*not in 'categories'"):
             CocoDetection(image_dir, ann)
     assert not any(p.exists() for p in index_paths(ann, 1.0))
+    for bad_box in ("[32, 18, 64]", '[32, 18, "wide", 36]', "[32, 18, 64, 36, 1, 2, 3, 4]", "null"):
+        ann.write_text(good.replace("[32, 18, 64, 36]", bad_box))
+        with pytest.raises(DatasetError, match=r"annotation id 1 on image 10 has bbox .*\[x, y, width, height\]"):
+            CocoDetection(image_dir, ann)
     ann.write_text(good[: len(good) // 2])
     with pytest.raises(DatasetError, match="not valid JSON.*truncated"):
         CocoDetection(image_dir, ann)
