@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         for stale in train.parent.glob(f".{train.name}.*.neo-index"):
             stale.unlink()  # a cold start is really cold
 
-        start = Table(min_width=100, title=f"dataset start, train split ({args.train_images:,} images), one fresh process each",
+        start = Table(min_width=100,
+                      title=f"dataset start, train split ({args.train_images:,} images), one fresh process each",
                       caption="peak / held: RSS above the process after imports. Goals: warm < 1 s and "
                               "< 100 MB; cold no slower than the pycocotools parse that every start paid before")
         for col in ("start", "seconds", "peak MB", "held MB", "goal"):
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(start)
 
         loader = _in_child(_loader_child, image_dir, str(train), args.batches, args.batch_size, args.workers)
-        table = Table(min_width=100, title=f"loader: main + {args.workers} workers, shuffled train batches of {args.batch_size} "
+        table = Table(min_width=100,
+                      title=f"loader: main + {args.workers} workers, shuffled train batches of {args.batch_size} "
                             f"at 640x360 ({loader['seconds']:.0f} s)",
                       caption="total PSS of the processes; flat = workers share the mapped annotation index")
         table.add_column("batches", justify="right")
