@@ -85,6 +85,7 @@ def _start_child(kind: str, image_dir: str, annotation_file: str, queue) -> None
 
 def _loader_child(image_dir: str, annotation_file: str, batches: int, batch_size: int, workers: int, queue) -> None:
     """Child process: iterate shuffled train batches with workers, sampling the total PSS."""
+    import cv2
     import torch
     from torch.utils.data import DataLoader
 
@@ -92,6 +93,7 @@ def _loader_child(image_dir: str, annotation_file: str, batches: int, batch_size
     from neo.data.collate import collate_detection
 
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # one decode thread per worker, as in training (and no pool torn down at exit)
     ds = CocoDetection(image_dir, annotation_file, size="640x360")
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_detection,
                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
