@@ -24,7 +24,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 HYDRA_COMMANDS = {"neo-train": "train", "neo-eval": "eval", "neo-predict": "predict"}
 ARGPARSE_COMMANDS = {"neo-data": "neo.cli.data", "neo-weights": "neo.cli.weights", "neo-export": "neo.cli.export"}
 BENCH_MODULES = {"data": "neo.bench.data", "model": "neo.bench.model", "train": "neo.bench.train",
-                 "storage": "neo.bench.storage"}
+                 "storage": "neo.bench.storage", "scale": "neo.bench.scale",
+                 "config": "neo.bench.config"}
 
 
 def readme_commands() -> list[list[str]]:

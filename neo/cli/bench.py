@@ -1,4 +1,4 @@
-"""`neo-bench`: run one benchmark (data, model, train, storage) or all of them, printing figures."""
+"""`neo-bench`: run one benchmark (data, model, train, storage, scale) or all of them, printing figures."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ BENCHMARKS: dict[str, str] = {
     "train": "neo.bench.train",
     "storage": "neo.bench.storage",
     "config": "neo.bench.config",
+    "scale": "neo.bench.scale",
 }
+# Left out of `all`: it generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes.
+HEAVY = {"scale"}
 
-USAGE = """usage: neo-bench {data,model,train,storage,config,all} [options]
+USAGE = """usage: neo-bench {data,model,train,storage,config,scale,all} [options]
 
   data     training-pipeline images/s per worker vs a PIL + torchvision baseline
   model    params, GFLOPs, forward / forward+backward time and peak memory of a preset
   train    steady-state training images/s and peak memory through the real LightningModule
   storage  cache-hit resolve latency, pull throughput, training-step cost of background uploads
   config   seconds from `neo-train <bad override>` to the error, per kind of mistake
-  all      each of the above with its defaults
+  scale    COCO-sized data: cold/warm dataset start, loader memory with workers, validation vs faster-coco-eval
+  all      each of the above with its defaults, except scale
 
 `neo-bench NAME --help` lists a benchmark's options."""
 
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     name, rest = args[0], args[1:]
     if name == "all":
-        codes = [_run(bench, []) for bench in BENCHMARKS]
+        codes = [_run(bench, []) for bench in BENCHMARKS if bench not in HEAVY]
         return max(codes)
     if name not in BENCHMARKS:
         print(f"neo-bench: unknown benchmark {name!r}; choose one of {', '.join([*BENCHMARKS, 'all'])}.",

@@ -1,4 +1,4 @@
-"""COCO-format detection dataset: pycocotools index, cv2 uint8 decode, contiguous labels, 16:9 canvas.
+"""COCO-format detection dataset: cached flat annotation index, cv2 uint8 decode, contiguous labels, 16:9 canvas.
 
 An item is addressed by an int (eval: default size, no augmentation) or by a tuple
 (index, (H, W), heavy, seed) coming from `MultiScaleBatchSampler` (train: per-batch size).
@@ -9,27 +9,24 @@ Returns (image uint8 [3, H, W], target dict) with target keys "labels" int64 [N]
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
-import math
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
+from neo.data.annotation_index import AnnotationFileError, AnnotationIndex, load_annotation_index
 from neo.data.sizes import check_16x9
 from neo.data.transforms import DetectionTransform
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(AnnotationFileError):
     """The dataset on disk cannot be used as configured (malformed JSON, no usable annotations, an unreadable
     image under ``on_bad_image=error`` ...); the message names the file and the fix."""
 
@@ -46,24 +43,6 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise CorruptImageError(f"image file cannot be decoded (corrupt or not an image): {path}")
     return image
-
-
-def load_coco(annotation_file: Path) -> COCO:
-    """pycocotools index of a COCO JSON file; ValueError naming the file (and where it breaks) if malformed."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            return COCO(str(annotation_file))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"annotation file {annotation_file} is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}): "
-            f"it may be truncated. Fix: re-export or re-download it; `neo-data verify <dataset dir>` checks a dataset."
-        ) from None
-    except (AssertionError, KeyError, TypeError, AttributeError) as exc:  # wrong shape: a list, a bad record
-        raise DatasetError(
-            f"annotation file {annotation_file} is not a COCO detection file ({type(exc).__name__}: {exc}): it needs "
-            f"an object with 'images', 'annotations' and 'categories' lists. Fix: convert it to COCO format; "
-            f"`neo-data verify <dataset dir>` checks a dataset."
-        ) from None
 
 
 class CocoDetection(Dataset):
@@ -99,54 +78,49 @@ class CocoDetection(Dataset):
         self.transform = transform or DetectionTransform(train=False)
         self.on_bad_image = on_bad_image
         self.min_box_size = min_box_size
-        coco = load_coco(self.annotation_file)
-        cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
-        self.label_to_category_id: list[int] = [c["id"] for c in cats]
-        self.class_names: list[str] = [c["name"] for c in cats]
+        try:
+            index = load_annotation_index(self.annotation_file, min_box_size)
+        except AnnotationFileError as exc:
+            raise DatasetError(str(exc)) from None
+        self.label_to_category_id: list[int] = list(index.label_to_category_id)
+        self.class_names: list[str] = list(index.class_names)
         self.category_id_to_label = {cid: i for i, cid in enumerate(self.label_to_category_id)}
-        ids = sorted(coco.imgs)
-        if not ids:
-            raise DatasetError(f"dataset is empty: {self.annotation_file} lists no images.")
-        unsized = [i for i in ids if not all(isinstance(coco.imgs[i].get(k), int) and coco.imgs[i][k] > 0
-                                             for k in ("width", "height"))]
-        if unsized:
-            raise DatasetError(
-                f"{self.annotation_file}: {len(unsized)} image record(s) lack a positive integer width/height "
-                f"(e.g. id {unsized[0]}: {coco.imgs[unsized[0]]}). Fix the JSON or run `neo-data verify`."
-            )
-        ids = self._drop_missing(coco, ids)
-        targets = [self._load_target(coco, i) for i in ids]
-        # Flat numpy arrays instead of per-image Python objects: DataLoader workers share these pages
-        # instead of copying them on access (the refcount copy-on-read that grows host RAM).
-        self.ids = np.asarray(ids, dtype=np.int64)
-        self._files = np.asarray([coco.imgs[i]["file_name"] for i in ids], dtype=np.str_)
-        self._sizes = np.asarray([(coco.imgs[i]["height"], coco.imgs[i]["width"]) for i in ids], dtype=np.int64)
-        self._boxes = np.concatenate([t[0] for t in targets]).astype(np.float32).reshape(-1, 4)
-        self._labels = np.concatenate([t[1] for t in targets]).astype(np.int64)
-        self._offsets = np.cumsum([0] + [len(t[1]) for t in targets]).astype(np.int64)
-        self.num_degenerate_dropped = sum(t[2] for t in targets)
+        self.index_file = index.path
+        # Flat arrays, memory-mapped from the shared index file: every rank and DataLoader worker reads the
+        # same pages instead of holding (and copy-on-read duplicating) per-image Python objects.
+        rows = self._present_rows(index)
+        self.ids = index.ids if rows is None else index.ids[rows]
+        self._files = index.files if rows is None else index.files[rows]
+        self._sizes = index.sizes if rows is None else index.sizes[rows]
+        starts, ends = index.offsets[:-1], index.offsets[1:]
+        self._starts = starts if rows is None else starts[rows]
+        self._ends = ends if rows is None else ends[rows]
+        self._boxes, self._labels = index.boxes, index.labels
+        self.num_degenerate_dropped = index.num_degenerate_dropped
         if self.num_degenerate_dropped:
             log.warning("%s: dropped %d degenerate boxes (size < %s px after clipping to the image, or not finite)",
                         self.annotation_file.name, self.num_degenerate_dropped, min_box_size)
 
-    def _drop_missing(self, coco: COCO, ids: list[int]) -> list[int]:
-        """Check every listed file exists (a stat each, ~1 s for COCO train): error or drop with a warning."""
-        missing = [i for i in ids if not (self.image_dir / coco.imgs[i]["file_name"]).is_file()]
+    def _present_rows(self, index: AnnotationIndex) -> np.ndarray | None:
+        """Rows of the index whose image file exists (None: all of them). One folder listing instead of a
+        stat per image (COCO train: ~1 s of stat calls); names not found in it are stat-ed (sub-folders)."""
+        listed = set(os.listdir(self.image_dir))
+        names = index.files.tolist()
+        missing = [row for row, name in enumerate(names)
+                   if name not in listed and not (self.image_dir / name).is_file()]
         if not missing:
-            return ids
-        names = ", ".join(coco.imgs[i]["file_name"] for i in missing[:5])
+            return None
+        examples = ", ".join(names[row] for row in missing[:5])
         if self.on_bad_image == "error":
             raise CorruptImageError(
                 f"{len(missing)} image file(s) listed in {self.annotation_file} are missing from {self.image_dir} "
-                f"(e.g. {names}). Fix the folder, or set data.on_bad_image=skip to leave them out."
+                f"(e.g. {examples}). Fix the folder, or set data.on_bad_image=skip to leave them out."
             )
         log.warning("%s: leaving out %d image(s) whose files are missing (e.g. %s)", self.annotation_file.name,
-                    len(missing), names)
-        gone = set(missing)
-        kept = [i for i in ids if i not in gone]
-        if not kept:
+                    len(missing), examples)
+        if len(missing) == len(names):
             raise DatasetError(f"dataset is empty: no image listed in {self.annotation_file} exists in {self.image_dir}.")
-        return kept
+        return np.setdiff1d(np.arange(len(names)), np.asarray(missing, dtype=np.int64))
 
     @property
     def num_classes(self) -> int:
@@ -155,52 +129,18 @@ class CocoDetection(Dataset):
     @property
     def num_boxes(self) -> int:
         """Boxes kept for training/evaluation (crowd and degenerate ones excluded)."""
-        return len(self._labels)
+        return int((self._ends - self._starts).sum())
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def _load_target(self, coco: COCO, image_id: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """-> (boxes float32 [N, 4] xyxy px clipped, labels int64 [N], number dropped)."""
-        info = coco.imgs[image_id]
-        w, h = info["width"], info["height"]
-        boxes, labels, dropped = [], [], 0
-        for ann in coco.imgToAnns.get(image_id, []):
-            if ann.get("iscrowd", 0):
-                continue
-            if ann["category_id"] not in self.category_id_to_label:
-                raise DatasetError(
-                    f"{self.annotation_file}: annotation id {ann.get('id')} on image {image_id} uses "
-                    f"category_id {ann['category_id']}, which is not in 'categories' "
-                    f"({self.label_to_category_id}). Fix the JSON or run `neo-data verify`."
-                )
-            try:
-                x, y, bw, bh = (float(v) for v in ann["bbox"])
-            except (KeyError, TypeError, ValueError):
-                raise DatasetError(
-                    f"{self.annotation_file}: annotation id {ann.get('id')} on image {image_id} has bbox "
-                    f"{ann.get('bbox')!r}; COCO boxes are [x, y, width, height] in pixels. Fix the JSON or run "
-                    f"`neo-data verify`."
-                ) from None
-            if not all(math.isfinite(v) for v in (x, y, bw, bh)):
-                dropped += 1
-                continue
-            x0, y0 = min(max(x, 0.0), w), min(max(y, 0.0), h)
-            x1, y1 = min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)
-            if x1 - x0 < self.min_box_size or y1 - y0 < self.min_box_size:
-                dropped += 1
-                continue
-            boxes.append((x0, y0, x1, y1))
-            labels.append(self.category_id_to_label[ann["category_id"]])
-        return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64), dropped)
 
     def image_path(self, index: int) -> Path:
         return self.image_dir / str(self._files[index])
 
     def annotations(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(boxes float32 [N, 4] xyxy px, clipped to the image; labels int64 [N]) of item `index`."""
-        a, b = self._offsets[index], self._offsets[index + 1]
-        return self._boxes[a:b], self._labels[a:b]
+        a, b = int(self._starts[index]), int(self._ends[index])
+        return np.array(self._boxes[a:b]), np.array(self._labels[a:b])
 
     def __getitem__(self, key: int | tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if isinstance(key, tuple):

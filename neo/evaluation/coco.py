@@ -13,12 +13,18 @@ Which images are evaluated (``images``):
   no detections. Use this for a full evaluation (``neo-eval``) so a dataloader that silently dropped
   images cannot inflate AP.
 
-Distributed: when ``torch.distributed`` is initialised with more than one rank, ``compute()`` and
-``detections()`` gather every rank's predictions with ``all_gather_object`` (collective: call them on
-every rank), de-duplicate image ids (``DistributedSampler`` pads the last shard by repeating images;
-the first occurrence, in rank order, wins) and compute the metrics on EVERY rank. All ranks then hold
-identical metrics with no broadcast, so logging them from any rank (or with ``rank_zero_only``) is
-consistent. The gathered result is cached until the next ``update``/``reset``.
+Distributed: when ``torch.distributed`` is initialised with more than one rank, ``compute()`` gathers
+every rank's predictions on rank 0 (``gather_object``), de-duplicates image ids (``DistributedSampler``
+pads the last shard by repeating images; the first occurrence, in rank order, wins), runs COCOeval ONCE
+there and broadcasts the metrics: every rank returns the same numbers, identical to a single-process
+evaluation, while the other ranks neither parse the ground truth (when ``known_image_ids`` is given) nor
+pay the evaluation's time and memory. ``detections()`` gathers on every rank (``all_gather_object``) and
+caches the result until the next ``update``/``reset``. Both are collective: call them on every rank.
+
+Memory: the detections handed to COCOeval are built once as the result dicts COCOeval indexes (no
+``loadRes`` copy, with the cyclic garbage collector paused while millions of them are made), and after
+each ``compute()`` they are freed, collected and returned to the operating system (``malloc_trim`` on
+glibc), so a long run's resident memory does not step up by a gigabyte per validation.
 
 Undefined metrics (e.g. APs when the evaluated images hold no small ground truth) are -1, as in
 pycocotools. With ground truth but no detections, AP is 0.
@@ -27,9 +33,14 @@ pycocotools. With ground truth but no detections, AP is 0.
 from __future__ import annotations
 
 import contextlib
+import copy
+import ctypes
+import ctypes.util
+import gc
 import io
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +92,32 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building millions of acyclic dicts (each allocation burst would otherwise
+    trigger full collections that walk them all); restore its previous state afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def return_memory_to_os() -> None:
+    """Collect garbage, then ask glibc to give freed heap pages back (``malloc_trim(0)``); the allocator
+    otherwise keeps the evaluation's peak resident. A no-op off Linux/glibc."""
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc without malloc_trim
+        pass
+
+
 def _as_numpy(value: Any, dtype: type) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -100,6 +137,9 @@ class CocoEvaluator:
         images: ``"seen"`` or ``"all"`` — see the module docstring.
         per_class: also return ``"AP/<category name>"`` (AP@[.5:.95], -1 if the class has no GT).
         process_group: torch.distributed group to gather over (default: the world).
+        known_image_ids: the image ids ``update`` may receive (e.g. the dataset's own, read from its
+            annotation index). Given, the ground truth is parsed lazily, only where metrics are computed
+            (rank 0), and ``label_to_category_id`` is checked then; None parses it here.
     """
 
     def __init__(
@@ -111,6 +151,7 @@ class CocoEvaluator:
         images: str = "seen",
         per_class: bool = False,
         process_group: Any = None,
+        known_image_ids: Sequence[int] | None = None,
     ) -> None:
         if iou_type != "bbox":
             raise ValueError(
@@ -129,11 +170,26 @@ class CocoEvaluator:
         self.per_class = per_class
         self.process_group = process_group
         self._coco_cls, self._eval_cls = _backend_api(backend)
-        with _quiet():
-            self._gt = self._coco_cls(str(self.annotation_file))
-
         self._label_to_category = np.asarray(list(label_to_category_id), dtype=np.int64)
-        file_categories = {int(c["id"]): c["name"] for c in self._gt.dataset.get("categories", [])}
+        if len(set(self._label_to_category.tolist())) != len(self._label_to_category):
+            raise ValueError(f"label_to_category_id={self._label_to_category.tolist()} repeats a category id")
+        self._gt: Any = None
+        self._category_names: dict[int, str] = {}
+        self._all_image_ids: list[int] = []
+        self._known_image_ids = None if known_image_ids is None else {int(i) for i in known_image_ids}
+        self.evaluations_run = 0  # COCOeval runs in this process (one per compute() on the computing rank)
+        if known_image_ids is None:
+            self._ground_truth()
+        self._local: dict[int, ImageDetections] = {}
+        self._merged: dict[int, ImageDetections] | None = None
+
+    def _ground_truth(self):
+        """The backend's COCO object of the annotation file, parsed on first use; checks the label map."""
+        if self._gt is not None:
+            return self._gt
+        with _quiet():
+            gt = self._coco_cls(str(self.annotation_file))
+        file_categories = {int(c["id"]): c["name"] for c in gt.dataset.get("categories", [])}
         unknown = sorted(set(self._label_to_category.tolist()) - set(file_categories))
         if len(self._label_to_category) == 0 or unknown:
             raise ValueError(
@@ -141,13 +197,17 @@ class CocoEvaluator:
                 f"are not in {self.annotation_file} (its ids: {sorted(file_categories)}); build the map from "
                 "the same annotation file"
             )
-        if len(set(self._label_to_category.tolist())) != len(self._label_to_category):
-            raise ValueError(f"label_to_category_id={self._label_to_category.tolist()} repeats a category id")
         self._category_names = {cid: file_categories[cid] for cid in self._label_to_category.tolist()}
-        self._all_image_ids = sorted(int(i) for i in self._gt.getImgIds())
-        self._known_image_ids = set(self._all_image_ids)
-        self._local: dict[int, ImageDetections] = {}
-        self._merged: dict[int, ImageDetections] | None = None
+        self._all_image_ids = sorted(int(i) for i in gt.getImgIds())
+        if self._known_image_ids is None:
+            self._known_image_ids = set(self._all_image_ids)
+        self._gt = gt
+        return gt
+
+    @property
+    def ground_truth_loaded(self) -> bool:
+        """Whether this process has parsed the annotation file (only the computing rank needs it)."""
+        return self._gt is not None
 
     @property
     def num_classes(self) -> int:
@@ -205,19 +265,41 @@ class CocoEvaluator:
         xywh = box_convert(boxes, "xyxy", "xywh").numpy()
         return xywh, scores, self._label_to_category[labels]
 
+    def _world(self) -> int:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(self.process_group)
+        return 1
+
     def _gathered(self) -> dict[int, ImageDetections]:
-        """This rank's predictions, or all ranks' merged ones under DDP (collective), cached."""
+        """This rank's predictions, or all ranks' merged ones on every rank under DDP (collective), cached."""
         if self._merged is not None:
             return self._merged
         local = list(self._local.items())
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
-            per_rank: list[Any] = [None] * dist.get_world_size(self.process_group)
-            dist.all_gather_object(per_rank, local, group=self.process_group)
+        if self._world() > 1:
+            per_rank: list[Any] = [None] * self._world()
+            torch.distributed.all_gather_object(per_rank, local, group=self.process_group)
         else:
             per_rank = [local]
         self._merged = merge_rank_results(per_rank)
         return self._merged
+
+    def _root(self) -> int:
+        """Global rank of the group's first rank: where metrics are computed."""
+        dist = torch.distributed
+        return dist.get_global_rank(self.process_group, 0) if self.process_group is not None else 0
+
+    def _gathered_on_root(self) -> dict[int, ImageDetections] | None:
+        """All ranks' merged predictions on rank 0 of the group, None elsewhere (collective under DDP)."""
+        if self._world() == 1:
+            return self._gathered()
+        is_root = torch.distributed.get_rank() == self._root()
+        if self._merged is not None:  # detections() already gathered them everywhere
+            return self._merged if is_root else None
+        per_rank: list[Any] | None = [None] * self._world() if is_root else None
+        torch.distributed.gather_object(list(self._local.items()), per_rank, dst=self._root(),
+                                        group=self.process_group)
+        return merge_rank_results(per_rank) if is_root else None
 
     def detections(self) -> list[dict[str, Any]]:
         """All detections in COCO results format, sorted by image id (collective under DDP).
@@ -225,71 +307,121 @@ class CocoEvaluator:
         Returns:
             list of {"image_id": int, "category_id": int (original), "bbox": [x, y, w, h] px, "score": float}.
         """
-        results: list[dict[str, Any]] = []
         merged = self._gathered()
-        for image_id in sorted(merged):
-            xywh, scores, category_ids = merged[image_id]
-            for box, score, category_id in zip(
-                xywh.tolist(), scores.tolist(), category_ids.tolist(), strict=True
-            ):
-                results.append(
-                    {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
+        with _collector_paused():
+            return [
+                {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score}
+                for image_id in sorted(merged)
+                for box, score, category_id in zip(
+                    merged[image_id][0].tolist(), merged[image_id][1].tolist(), merged[image_id][2].tolist(),
+                    strict=True,
                 )
-        return results
+            ]
 
     def evaluated_image_ids(self) -> list[int]:
         """Image ids compute() evaluates: the seen ones (merged over ranks) or all of the file's."""
-        return sorted(self._gathered()) if self.images == "seen" else list(self._all_image_ids)
+        return self._evaluated_image_ids(self._gathered())
 
-    def _load_results(self, results: list[dict[str, Any]]):
-        """COCO object of the detections; an empty one by hand, since pycocotools' loadRes fails on []."""
-        if results:
+    def _evaluated_image_ids(self, merged: dict[int, ImageDetections]) -> list[int]:
+        if self.images == "seen":
+            return sorted(merged)
+        self._ground_truth()
+        return list(self._all_image_ids)
+
+    def _results_coco(self, merged: dict[int, ImageDetections]):
+        """COCO object of the detections, built straight from the arrays.
+
+        The annotations are made once with every field COCOeval reads (``loadRes`` would copy each dict and
+        add an 8-float polygon per box, unused by box evaluation); ``area`` = w * h, ``id`` = 1..D in image
+        order and ``iscrowd`` = 0 exactly as ``loadRes`` sets them, so the metrics are identical. An empty
+        result needs no special case (pycocotools' ``loadRes`` fails on [])."""
+        gt = self._ground_truth()
+        image_ids = sorted(merged)
+        parts = [merged[i] for i in image_ids]
+        counts = [len(p[1]) for p in parts]
+        xywh = np.concatenate([p[0] for p in parts]).reshape(-1, 4) if parts else np.zeros((0, 4))
+        scores = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+        category_ids = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+        image_column = np.repeat(np.asarray(image_ids, dtype=np.int64), counts)
+        areas = xywh[:, 2] * xywh[:, 3]
+        with _collector_paused():
+            annotations = [
+                {"image_id": image_id, "category_id": category_id, "bbox": box, "score": score, "area": area,
+                 "id": number, "iscrowd": 0}
+                for number, (image_id, category_id, box, score, area) in enumerate(
+                    zip(image_column.tolist(), category_ids.tolist(), xywh.tolist(), scores.tolist(),
+                        areas.tolist(), strict=True),
+                    start=1,
+                )
+            ]
+            results = self._coco_cls()
+            results.dataset = {
+                "images": list(gt.dataset["images"]),
+                "categories": copy.deepcopy(gt.dataset["categories"]),
+                "annotations": annotations,
+            }
             with _quiet():
-                return self._gt.loadRes(results)
-        empty = self._coco_cls()
-        empty.dataset = {
-            "images": list(self._gt.dataset["images"]),
-            "categories": list(self._gt.dataset["categories"]),
-            "annotations": [],
-        }
-        with _quiet():
-            empty.createIndex()
-        return empty
+                results.createIndex()
+        return results
 
     def run_cocoeval(self):
-        """Run evaluate/accumulate/summarize; returns the backend's COCOeval (for callers wanting more)."""
-        image_ids = self.evaluated_image_ids()
-        coco_dt = self._load_results(self.detections())
+        """Run evaluate/accumulate/summarize on this rank's (single process: all) predictions; returns the
+        backend's COCOeval (for callers wanting more). Under DDP use compute(), which runs it once."""
+        return self._run_cocoeval(self._gathered())
+
+    def _run_cocoeval(self, merged: dict[int, ImageDetections]):
+        coco_dt = self._results_coco(merged)
         kwargs = {"print_function": lambda *args, **kwargs: None} if self.backend == "faster" else {}
-        evaluator = self._eval_cls(self._gt, coco_dt, self.iou_type, **kwargs)
-        evaluator.params.imgIds = image_ids
+        evaluator = self._eval_cls(self._ground_truth(), coco_dt, self.iou_type, **kwargs)
+        evaluator.params.imgIds = self._evaluated_image_ids(merged)
         evaluator.params.catIds = sorted(self._label_to_category.tolist())
-        with _quiet():
+        with _quiet(), _collector_paused():
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
+        self.evaluations_run += 1
         return evaluator
 
     def compute(self) -> dict[str, float]:
-        """Metrics over everything passed to update (collective under DDP; same result on every rank).
+        """Metrics over everything passed to update (collective under DDP: computed once on rank 0 and
+        broadcast, so every rank returns the same numbers).
 
         Returns:
             {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"} floats
             in [0, 1] or -1 (undefined), plus "AP/<category name>" per class when per_class=True.
         """
-        if not self.evaluated_image_ids():
+        merged = self._gathered_on_root()
+        if self._world() == 1:
+            return self._metrics(merged)
+        outcome: dict[str, float] | Exception | None = None
+        if merged is not None:
+            try:
+                outcome = self._metrics(merged)
+            except Exception as error:  # noqa: BLE001 - handed to every rank, so none waits forever
+                outcome = error
+        box = [outcome]
+        torch.distributed.broadcast_object_list(box, src=self._root(), group=self.process_group)
+        if isinstance(box[0], Exception):
+            raise box[0]
+        return box[0]
+
+    def _metrics(self, merged: dict[int, ImageDetections]) -> dict[str, float]:
+        if not self._evaluated_image_ids(merged):
             warnings.warn(
-                "CocoEvaluator.compute() called with no images seen; returning -1 metrics", stacklevel=2
+                "CocoEvaluator.compute() called with no images seen; returning -1 metrics", stacklevel=3
             )
+            self._ground_truth()
             metrics = dict.fromkeys(METRIC_NAMES, -1.0)
             if self.per_class:
                 metrics.update({f"AP/{name}": -1.0 for name in self._category_names.values()})
             return metrics
-        evaluator = self.run_cocoeval()
+        evaluator = self._run_cocoeval(merged)
         stats = np.asarray(evaluator.stats, dtype=np.float64)[: len(METRIC_NAMES)]
         metrics = {name: float(value) for name, value in zip(METRIC_NAMES, stats, strict=True)}
         if self.per_class:
             metrics.update(self._per_class_ap(evaluator))
+        del evaluator
+        return_memory_to_os()
         return metrics
 
     def _per_class_ap(self, evaluator) -> dict[str, float]:

@@ -123,14 +123,19 @@ class RTDETRModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- validation / test
     def _make_evaluator(self, stage: str):
-        """One CocoEvaluator per stage (ground truth loaded once), reset at each epoch start."""
+        """One CocoEvaluator per stage, reset at each epoch start. It learns the valid image ids from the
+        dataset (read from its annotation index), so the ground truth JSON is parsed once, lazily, and only
+        on the rank that computes the metrics."""
         if stage not in self._evaluators:
             from neo.evaluation.coco import CocoEvaluator
 
             dm = self.trainer.datamodule
             ann = dm.test_annotation_file if stage == "test" else dm.val_annotation_file
             ids = self.hparams.get("label_to_category_id") or list(dm.label_to_category_id)
-            self._evaluators[stage] = CocoEvaluator(ann, ids, backend=self.eval_backend, images=self.eval_images)
+            dataset = getattr(dm, "datasets", {}).get("test" if stage == "test" else "val")
+            known = dataset.ids.tolist() if dataset is not None else None
+            self._evaluators[stage] = CocoEvaluator(ann, ids, backend=self.eval_backend, images=self.eval_images,
+                                                    known_image_ids=known)
         evaluator = self._evaluators[stage]
         evaluator.reset()
         return evaluator
@@ -164,7 +169,7 @@ class RTDETRModule(pl.LightningModule):
     def _log_metrics(self, prefix: str) -> dict[str, float]:
         metrics = self.evaluator.compute() if self.evaluator is not None else {}
         clean = {k: (v if math.isfinite(v) and v >= 0 else 0.0) for k, v in metrics.items() if k in METRIC_KEYS}
-        for key, value in clean.items():  # identical on every rank (the evaluator gathers): the mean is exact
+        for key, value in clean.items():  # computed once on rank 0 and broadcast: the mean over ranks is exact
             self.log(f"{prefix}/{key}", float(value), prog_bar=key in ("AP", "AP50"), sync_dist=True)
         self.last_metrics = {k: float(v) for k, v in clean.items()}
         return self.last_metrics

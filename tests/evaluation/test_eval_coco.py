@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import json
 
 import numpy as np
 import pytest
@@ -152,3 +154,64 @@ def test_merge_rank_results_drops_sampler_padding():
     merged = merge_rank_results([[(1, dets(1.0)), (3, dets(3.0))], [(2, dets(2.0)), (1, dets(9.0))]])
     assert sorted(merged) == [1, 2, 3]
     assert merged[1][1].tolist() == [1.0]  # first occurrence (rank 0) wins
+
+
+def _random_case(tmp_path, rng, num_images=40, per_image=100):
+    """GT with crowds and all size ranges, and per image `per_image` detections, some near a GT box."""
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 640, "height": 360} for i in range(1, num_images + 1)]
+    annotations = []
+    for image in images:
+        for _ in range(int(rng.integers(0, 12))):
+            w, h = rng.uniform(4, 200), rng.uniform(4, 150)
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": int(
+                rng.choice(LABEL_TO_CATEGORY_ID)), "bbox": [rng.uniform(0, 640 - w), rng.uniform(0, 360 - h), w, h],
+                "area": w * h, "iscrowd": int(rng.random() < 0.05)})
+    path = tmp_path / "random.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": c, "name": f"c{c}"} for c in LABEL_TO_CATEGORY_ID]}))
+    by_image = {i["id"]: [a for a in annotations if a["image_id"] == i["id"]] for i in images}
+    preds = {}
+    for image_id, gts in by_image.items():
+        xyxy = np.column_stack([rng.uniform(0, 600, per_image), rng.uniform(0, 330, per_image)])
+        xyxy = np.column_stack([xyxy, xyxy + rng.uniform(2, 150, (per_image, 2))])
+        labels = rng.integers(0, len(LABEL_TO_CATEGORY_ID), per_image)
+        for k, gt in enumerate(gts[: per_image // 2]):  # jittered copies of the GT boxes
+            x, y, w, h = gt["bbox"]
+            xyxy[k] = np.asarray([x, y, x + w, y + h]) + rng.normal(0, 3, 4)
+            labels[k] = LABEL_TO_CATEGORY_ID.index(gt["category_id"])
+        preds[image_id] = {"boxes": torch.tensor(xyxy, dtype=torch.float32),
+                           "scores": torch.tensor(rng.uniform(0, 1, per_image), dtype=torch.float32),
+                           "labels": torch.tensor(labels)}
+    return path, preds
+
+
+@pytest.mark.parametrize("images", ["seen", "all"])
+def test_identical_stats_to_calling_the_backends_directly(tmp_path, images):
+    """Many detections, crowds, unseen images: neo's arrays-to-COCOeval path gives exactly the stats of
+    faster-coco-eval's and pycocotools' own loadRes on the same detections."""
+    from faster_coco_eval import COCO as FasterCOCO
+    from faster_coco_eval import COCOeval_faster
+
+    path, preds = _random_case(tmp_path, np.random.default_rng(7))
+    seen = sorted(preds)[:-5]  # the last 5 images never shown: they matter for images="all"
+    evaluator = CocoEvaluator(path, LABEL_TO_CATEGORY_ID, images=images)
+    for start in range(0, len(seen), 8):
+        batch = seen[start : start + 8]
+        evaluator.update([preds[i] for i in batch], torch.tensor(batch))
+    ours = evaluator.compute()
+    detections = evaluator.detections()
+    assert len(detections) == 100 * len(seen) and ours["AP"] > 0.01
+    image_ids = seen if images == "seen" else sorted(preds)
+    for coco_cls, eval_cls, kwargs in ((FasterCOCO, COCOeval_faster, {"print_function": lambda *a, **k: None}),
+                                       (COCO, COCOeval, {})):
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = coco_cls(str(path))
+            direct = eval_cls(gt, gt.loadRes(copy.deepcopy(detections)), "bbox", **kwargs)
+            direct.params.imgIds = image_ids
+            direct.evaluate()
+            direct.accumulate()
+            direct.summarize()
+        assert [ours[name] for name in METRIC_NAMES] == list(direct.stats[:12]), coco_cls.__module__
+    pycocotools = CocoEvaluator(path, LABEL_TO_CATEGORY_ID, backend="pycocotools", images=images)
+    pycocotools.update([preds[i] for i in seen], seen)
+    assert pycocotools.compute() == ours

@@ -20,7 +20,7 @@ from tests.faults.conftest import flat, neo, output
 from tests.training.helpers import compose_train
 
 NEW_BAD_OVERRIDES = [
-    ("+storage.endpoint=http://x", "storage: Unknown storage setting(s) ['endpoint']"),
+    ("+storage.endpoint=http://x", "storage: storage has unknown key(s) ['endpoint']"),
     ("data.on_bad_image=ignore", "data.on_bad_image='ignore' is not a policy"),
     ("data.min_box_size=-1", "data.min_box_size=-1 must be a number >= 0"),
     ("pretrained=/nonexistent/detector.pth", "pretrained='/nonexistent/detector.pth' is not a file"),
@@ -73,7 +73,7 @@ def test_neo_train_reports_every_bad_override_at_once_and_no_traceback(synth_roo
     for expected in ("data.resolution='1920x1200' is (height=1200, width=1920) = 1920x1200, which is not 16:9",
                      "optim.lr=0 must be", "data.batch_size=0 must be",
                      "trainer.accumulate_grad_batches=0 must be", "trainer.precision='16-mixd' is not a Lightning",
-                     "storage: Unknown storage setting(s) ['endpoint']",
+                     "storage: storage has unknown key(s) ['endpoint']",
                      "data.on_bad_image='ignore' is not a policy", "ckpt_path='/nowhere/last.ckpt' does not exist",
                      "data.train_annotations='/nowhere/instances_train.json' does not exist. Fix: point it at your "
                      "COCO-format dataset", "optim.lrr is not a setting that neo reads, so it would be ignored. "
