@@ -61,7 +61,7 @@ def test_readme_lists_the_main_commands() -> None:
 def test_readme_command_is_valid(words: list[str], tmp_path: Path) -> None:
     command, args = words[0], words[1:]
     if command in HYDRA_COMMANDS:
-        overrides = [a for a in args if a not in ("-m", "--multirun", "--cfg", "job")]
+        overrides = [a for a in args if a not in ("-m", "--multirun", "--cfg", "job", "--check")]
         if "-m" in args or "--multirun" in args:
             overrides = first_of_each_sweep(overrides)
         GlobalHydra.instance().clear()
