@@ -148,6 +148,7 @@ class CocoEvaluator:
         self._known_image_ids = set(self._all_image_ids)
         self._local: dict[int, ImageDetections] = {}
         self._merged: dict[int, ImageDetections] | None = None
+        self.last_cocoeval = None  # the accumulated COCOeval of the last compute() (per-class results, plots)
 
     @property
     def num_classes(self) -> int:
@@ -157,6 +158,7 @@ class CocoEvaluator:
         """Forget all predictions (call at the start of each validation epoch)."""
         self._local = {}
         self._merged = None
+        self.last_cocoeval = None
 
     def update(self, predictions: Sequence[dict[str, Any]], image_ids: Sequence[int] | torch.Tensor) -> None:
         """Add one batch.
@@ -286,6 +288,7 @@ class CocoEvaluator:
                 metrics.update({f"AP/{name}": -1.0 for name in self._category_names.values()})
             return metrics
         evaluator = self.run_cocoeval()
+        self.last_cocoeval = evaluator
         stats = np.asarray(evaluator.stats, dtype=np.float64)[: len(METRIC_NAMES)]
         metrics = {name: float(value) for name, value in zip(METRIC_NAMES, stats, strict=True)}
         if self.per_class:

@@ -9,8 +9,8 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from neo.training.checkpoints import resolve_identifier
 from neo.inference.loading import load_checkpoint_module
+from neo.training.checkpoints import resolve_identifier
 
 
 def data_config(cfg: DictConfig, run_config: dict[str, Any]) -> dict[str, Any]:

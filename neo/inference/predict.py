@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from neo.training.checkpoints import resolve_identifier
 from neo.inference.loading import (
     VIDEO_SUFFIXES,
     eval_size_of,
@@ -18,6 +17,7 @@ from neo.inference.loading import (
     load_checkpoint_module,
     predict_images,
 )
+from neo.training.checkpoints import resolve_identifier
 
 
 def _device(name: str) -> torch.device:
