@@ -14,6 +14,7 @@ point runs; the task returns the run's best val AP (the objective ``hparams_sear
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,10 +57,11 @@ def execute(cfg: DictConfig) -> Outcome:
     from neo.data.coco import DatasetError
     from neo.training.config_check import ConfigError
     from neo.training.module import NonFiniteLossError
-    from neo.training.report import print_summary
+    from neo.training.report import print_best_class_results, print_summary
     from neo.training.run import train
 
     console = Console(stderr=False)
+    started = time.time()
     try:
         summary = train(cfg)
     except (ConfigError, DatasetError) as exc:  # one paragraph naming the value and the fix: no traceback
@@ -74,6 +76,7 @@ def execute(cfg: DictConfig) -> Outcome:
         console.print("[bold red]neo-train failed[/bold red] (traceback above).", highlight=False)
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
+    print_best_class_results(summary.run_dir, since=0.0 if summary.resumed_from else started, console=console)
     print_summary(summary, console)
     if summary.status != "finished":
         _print_interrupt_checkpoint(console, cfg)
