@@ -93,7 +93,7 @@ def _figure(value: float) -> str:
 
 def class_table(rows: Sequence[ClassResult], title: str) -> Table:
     """A rich table of per-class results; headers and title are never cut (columns hold their width)."""
-    table = Table(title=escape(title), title_justify="left", min_width=min(len(title), 100))
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("class", min_width=5, overflow="fold")
     for header in ("AP", "AP50", "images", "instances"):
         table.add_column(header, justify="right", min_width=len(header), no_wrap=True)
