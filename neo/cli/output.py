@@ -1,0 +1,95 @@
+"""What neo's commands print around the work: log lines through rich, and nothing a user cannot act on.
+
+``quiet_console()`` is called first thing in every command's Hydra main, after Hydra set up logging:
+- log records reach the terminal once, through a ``rich`` handler on the console the progress bar
+  draws on, so a background upload's line appears above the bar instead of breaking it;
+- Lightning's INFO chatter (accelerator availability, its advertisements) is dropped; its warnings stay;
+- third-party warnings that name no action for a neo user (an ``srun`` hint when not under SLURM, a
+  deprecation inside Lightning) are silenced. Every other warning still shows.
+The run's log file (``<run>/<command>.log``) keeps every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+from rich.logging import RichHandler
+from rich.markup import escape
+
+# Lightning INFO lines that carry no action for a neo user.
+LIGHTNING_NOISE = re.compile(
+    r"^(GPU|TPU|HPU|IPU) available:|^💡 Tip:|^`Trainer\.(fit|validate|test)` stopped: `max_(epochs|steps)=|"
+    r"^You are using a CUDA device .* that has Tensor Cores"
+)
+# Third-party warnings (message regex) that are not the user's to fix.
+SILENCED_WARNINGS = (
+    r"The `srun` command is available on your system but is not used",  # printed whenever srun exists
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own use of a torch API
+    r".*does not have many workers which may be a bottleneck",  # neo sets data.num_workers on purpose
+)
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
+
+
+class DropLightningNoise(logging.Filter):
+    """Drops Lightning INFO records matching ``LIGHTNING_NOISE``; everything else passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith("lightning"):
+            return True
+        return not LIGHTNING_NOISE.search(record.getMessage())
+
+
+def silence_warnings() -> None:
+    for pattern in SILENCED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def quiet_console() -> None:
+    """Route console logging through rich (once), drop Lightning's noise, silence unactionable warnings."""
+    silence_warnings()
+    noise = DropLightningNoise()
+    root = logging.getLogger()
+    terminal_streams = [h for h in root.handlers
+                        if type(h) is logging.StreamHandler and getattr(h, "stream", None) is not None
+                        and getattr(h.stream, "isatty", None) is not None and h.stream.name in ("<stdout>", "<stderr>")]
+    for handler in terminal_streams:
+        root.removeHandler(handler)
+    if terminal_streams or not any(isinstance(h, RichHandler) for h in root.handlers):
+        level = min((h.level for h in terminal_streams), default=logging.INFO)
+        root.addHandler(RichHandler(level=level, show_time=False, show_path=False, markup=False))
+    for handler in root.handlers:
+        if isinstance(handler, RichHandler):  # the terminal only: the log file keeps every record
+            handler.addFilter(noise)
+    import lightning.pytorch  # noqa: F401  (importing it adds its handlers: remove them after, not before)
+
+    for name in LIGHTNING_LOGGERS:  # Lightning's own handlers would print every record a second time
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def plain(text: object) -> str:
+    """``text`` with rich markup escaped: brackets in values ("[1080, 1920]") print as they are."""
+    return escape(str(text))
+
+
+def start_line(command: str, run_dir: object) -> str:
+    """One line instead of the config tree: the command's overrides and where its outputs go.
+
+    ``neo-train experiment=cpu_demo trainer.max_epochs=2 -> outputs/runs/cpu_demo (print_config=true: full config)``
+    """
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    folder = Path(str(run_dir))
+    try:
+        folder = folder.resolve().relative_to(Path.cwd())
+    except ValueError:
+        pass
+    arguments = " ".join(overrides) or "(defaults)"
+    return f"{command} {arguments} -> {folder}  (print_config=true prints the full config)"
