@@ -51,9 +51,7 @@ def quiet_console() -> None:
     silence_warnings()
     noise = DropLightningNoise()
     root = logging.getLogger()
-    terminal_streams = [h for h in root.handlers
-                        if type(h) is logging.StreamHandler and getattr(h, "stream", None) is not None
-                        and getattr(h.stream, "isatty", None) is not None and h.stream.name in ("<stdout>", "<stderr>")]
+    terminal_streams = [h for h in root.handlers if type(h) is logging.StreamHandler]  # not FileHandlers
     for handler in terminal_streams:
         root.removeHandler(handler)
     if terminal_streams or not any(isinstance(h, RichHandler) for h in root.handlers):

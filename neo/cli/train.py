@@ -65,7 +65,7 @@ def execute(cfg: DictConfig) -> Outcome:
     console = Console(stderr=False)
     started = time.time()
     if not cfg.get("print_config") and rank_zero_only.rank == 0:
-        console.print(start_line("neo-train", cfg.paths.run_dir), highlight=False, soft_wrap=True)
+        console.print(start_line("neo-train", cfg.paths.run_dir), highlight=False, soft_wrap=True, markup=False)
     try:
         summary = train(cfg)
     except (ConfigError, DatasetError) as exc:  # one paragraph naming the value and the fix: no traceback

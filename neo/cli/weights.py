@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neo.storage.errors import ResolveError, classify
@@ -86,9 +87,9 @@ def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
         for name in args.names:
             try:
                 path = resolve(name, storage=settings, registry=registry, callback=RichCallback(progress, name))
-                progress.console.print(f"[green]{name}[/] -> {path}")
+                progress.console.print(f"[green]{escape(str(name))}[/] -> {escape(str(path))}")
             except (ResolveError, ValueError) as exc:
-                progress.console.print(f"[red]{exc}[/]")
+                progress.console.print(f"[red]{escape(str(exc))}[/]")
                 failed += 1
     if settings.bucket and settings.upload_origin:
         from neo.storage.uploader import shared_uploader
@@ -113,22 +114,22 @@ def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
             try:
                 size, sha = _remote_state(settings, key)
                 if size is not None and sha and (entry.sha256 is None or sha == entry.sha256):
-                    console.print(f"[dim][SKIP][/] {name}: already in bucket ({_size(size)}, sha256 {sha[:12]})")
+                    console.print(f"[dim][SKIP][/] {escape(str(name))}: already in bucket ({_size(size)}, sha256 {sha[:12]})")
                     counts["skipped"] += 1
                     continue
                 if args.dry_run:
-                    console.print(f"[cyan][DRY-RUN][/] {name}: would upload to {url}")
+                    console.print(f"[cyan][DRY-RUN][/] {escape(str(name))}: would upload to {escape(str(url))}")
                     counts["uploaded"] += 1
                     continue
                 with transfer_progress() as progress:
                     local = resolve(name, storage=replace(settings, upload_origin=False), registry=registry,
                                     callback=RichCallback(progress, f"fetch {name}"))
                     done = upload(local, fs, f"{root}/{key}", callback=RichCallback(progress, f"upload {name}"))
-                console.print(f"[green][{'UPLOADED' if done else 'SKIP'}][/] {name} -> {url} "
+                console.print(f"[green][{'UPLOADED' if done else 'SKIP'}][/] {escape(str(name))} -> {escape(str(url))} "
                               f"({_size(local.stat().st_size)})")
                 counts["uploaded" if done else "skipped"] += 1
             except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
-                console.print(f"[red][FAILED][/] {name}: {classify(exc)}: {exc}")
+                console.print(f"[red][FAILED][/] {escape(str(name))}: {classify(exc)}: {escape(str(exc))}")
                 counts["failed"] += 1
         verb = "would upload" if args.dry_run else "uploaded"
         console.print(f"{framework.upper()} SUMMARY: {counts['uploaded']} {verb}, {counts['skipped']} skipped, "
@@ -140,7 +141,7 @@ def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
 def cmd_push(args, settings: StorageSettings, registry: Registry) -> int:
     local = Path(args.file)
     if not local.is_file():
-        console.print(f"[red]{local} is not a file.[/]")
+        console.print(f"[red]{escape(str(local))} is not a file.[/]")
         return 2
     if not settings.bucket:
         console.print("[red]No bucket: pass --bucket or set NEO_BUCKET.[/]")
@@ -149,7 +150,7 @@ def cmd_push(args, settings: StorageSettings, registry: Registry) -> int:
     fs, root = settings.bucket_fs()
     with transfer_progress() as progress:
         done = upload(local, fs, f"{root}/{key}", callback=RichCallback(progress, f"push {local.name}"))
-    console.print(f"{'Uploaded' if done else 'Already in bucket:'} {local} -> {settings.url(key)}")
+    console.print(f"{'Uploaded' if done else 'Already in bucket:'} {escape(str(local))} -> {escape(settings.url(key))}")
     return 0
 
 
@@ -208,7 +209,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
                 path = resolve(args.src, storage=settings, registry=registry,
                                callback=RichCallback(progress, args.src))
             except ResolveError as exc:
-                progress.console.print(f"[red]{exc}[/]")
+                progress.console.print(f"[red]{escape(str(exc))}[/]")
                 return 1
     out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
     try:
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         registry = Registry.load(args.registry)
         return COMMANDS[args.command](args, settings, registry)
     except (ValueError, KeyError) as exc:
-        console.print(f"[red]{exc}[/]")
+        console.print(f"[red]{escape(str(exc))}[/]")
         return 2
 
 
