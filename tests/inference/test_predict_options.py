@@ -98,14 +98,18 @@ def test_nms_option_merges_duplicates(checkpoint, synth_root, tmp_path, keep_thr
     assert len(after["images"]) == len(before["images"])  # every image still reported
 
 
-@pytest.mark.parametrize("value", ["1.5", "0", "half"])
-def test_bad_nms_iou_exits_1_naming_it_and_writes_nothing(checkpoint, synth_root, tmp_path, capsys, value,
-                                                          keep_threads):
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("nms_iou", "1.5", "is not an IoU"), ("nms_iou", "0", "is not an IoU"), ("nms_iou", "half", "is not an IoU"),
+    ("threads", "0", "is not a thread count"), ("threads", "many", "is not a thread count"),
+])
+def test_bad_option_exits_1_naming_it_and_writes_nothing(checkpoint, synth_root, tmp_path, capsys, key, value,
+                                                         message, keep_threads):
     out = tmp_path / "out"
-    assert predict_cli(_cfg(checkpoint, synth_root / "val", out, f"nms_iou={value}", "threads=1")) == 1
+    other = "threads=1" if key != "threads" else "nms_iou=null"
+    assert predict_cli(_cfg(checkpoint, synth_root / "val", out, f"{key}={value}", other)) == 1
     err = capsys.readouterr().err
-    assert re.search(rf"nms_iou='?{value}'? is not an IoU", err), err
-    assert "e.g. nms_iou=0.5" in err and "Traceback" not in err
+    assert re.search(rf"{key}='?{value}'? {message}", err), err
+    assert f"e.g. {key}=" in err and "Traceback" not in err
     assert not out.exists()
 
 
