@@ -21,7 +21,8 @@ from rich.markup import escape
 # Lightning INFO lines that carry no action for a neo user.
 LIGHTNING_NOISE = re.compile(
     r"^(GPU|TPU|HPU|IPU) available:|^💡 Tip:|^`Trainer\.(fit|validate|test)` stopped: `max_(epochs|steps)=|"
-    r"^You are using a CUDA device .* that has Tensor Cores"
+    r"^You are using a CUDA device .* that has Tensor Cores|^Trainer already configured with model summary|"
+    r"^`Trainer\(limit_(train|val|test)_batches=.*\)` was configured|^Loading `train_dataloader` to estimate"
 )
 # Third-party warnings (message regex) that are not the user's to fix.
 SILENCED_WARNINGS = (
