@@ -22,11 +22,14 @@ from neo.inference.loading import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
 class ImagesPerSecondColumn(ProgressColumn):
-    """``12.3 images/s`` over the recent updates (rich's own speed estimate), ``-`` before the first."""
+    """``12.3 images/s``: images done over the time since the start (model loading excluded), ``-`` before
+    the first batch. (rich's own estimate needs several updates; a run of one batch would show 0.)"""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("- images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not task.completed or not elapsed:
+            return Text("- images/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.1f} images/s", style="progress.data.speed")
 
 
 def count_source(source: str | Path) -> int | None:
