@@ -38,7 +38,7 @@ def pr_curves(cocoeval, iou: float = 0.5) -> np.ndarray:
     precision = np.asarray(cocoeval.eval["precision"], dtype=np.float64)[iou_index(cocoeval, iou), :, :, 0, -1]
     recall = np.asarray(cocoeval.params.recThrs, dtype=np.float64)
     names = {int(c["id"]): str(c["name"]) for c in cocoeval.cocoGt.dataset.get("categories", [])}
-    figure = Figure(figsize=(9, 6), dpi=100, layout="constrained")
+    figure = Figure(figsize=(11, 6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     curves = []
     for k, category_id in enumerate(int(c) for c in cocoeval.params.catIds):
@@ -53,8 +53,8 @@ def pr_curves(cocoeval, iou: float = 0.5) -> np.ndarray:
     if curves:
         mean = np.mean(curves, axis=0)
         axes.plot(recall, mean, color="black", linewidth=3, label=f"all classes  {mean.mean():.3f}")
-        axes.legend(loc="lower left", title=f"class  AP@{iou:g}", fontsize=9,
-                    ncol=1 if len(curves) <= 12 else 2)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=f"class  AP@{iou:g}", fontsize=9,
+                    ncol=1 if len(curves) <= 25 else 2)  # beside the plot: never over a curve
     else:
         axes.text(0.5, 0.5, "no ground truth in the evaluated images", ha="center", va="center")
     axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
