@@ -1,8 +1,8 @@
 """What neo's commands print around the work: log lines through rich, and nothing a user cannot act on.
 
 ``quiet_console()`` is called first thing in every command's Hydra main, after Hydra set up logging:
-- log records reach the terminal once, through a ``rich`` handler on the console the progress bar
-  draws on, so a background upload's line appears above the bar instead of breaking it;
+- log records reach the terminal once; on a terminal through a ``rich`` handler on the console the
+  progress bar draws on, so a background upload's line appears above the bar instead of breaking it;
 - Lightning's INFO chatter (accelerator availability, its advertisements) is dropped; its warnings stay;
 - third-party warnings that name no action for a neo user (an ``srun`` hint when not under SLURM, a
   deprecation inside Lightning) are silenced. Every other warning still shows.
@@ -47,19 +47,30 @@ def silence_warnings() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def quiet_console() -> None:
-    """Route console logging through rich (once), drop Lightning's noise, silence unactionable warnings."""
+def quiet_console(use_rich: bool | None = None) -> None:
+    """Route console logging through rich (once), drop Lightning's noise, silence unactionable warnings.
+
+    use_rich: None (default) switches to a rich handler only when stdout is a terminal: there a live
+    progress bar needs it; in a pipe or a log file rich would wrap long lines (paths, URLs) at 80 columns,
+    so the plain handler stays and only the filter is added.
+    """
+    from rich import get_console
+
     silence_warnings()
     noise = DropLightningNoise()
     root = logging.getLogger()
-    terminal_streams = [h for h in root.handlers if type(h) is logging.StreamHandler]  # not FileHandlers
-    for handler in terminal_streams:
-        root.removeHandler(handler)
-    if terminal_streams or not any(isinstance(h, RichHandler) for h in root.handlers):
-        level = min((h.level for h in terminal_streams), default=logging.INFO)
-        root.addHandler(RichHandler(level=level, show_time=False, show_path=False, markup=False))
-    for handler in root.handlers:
-        if isinstance(handler, RichHandler):  # the terminal only: the log file keeps every record
+    terminal = [h for h in root.handlers if type(h) is logging.StreamHandler]  # not FileHandlers
+    use_rich = get_console().is_terminal if use_rich is None else use_rich
+    if use_rich and terminal:
+        for handler in terminal:
+            root.removeHandler(handler)
+        level = min(h.level for h in terminal)
+        terminal = [RichHandler(level=level, show_time=False, show_path=False, markup=False)]
+        root.addHandler(terminal[0])
+    elif not terminal:
+        terminal = [h for h in root.handlers if isinstance(h, RichHandler)]
+    for handler in terminal:  # the terminal only: the log file keeps every record
+        if not any(isinstance(f, DropLightningNoise) for f in handler.filters):
             handler.addFilter(noise)
     import lightning.pytorch  # noqa: F401  (importing it adds its handlers: remove them after, not before)
 

@@ -59,14 +59,16 @@ def clean_logging():
     warnings.filters[:] = filters
 
 
-def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_logging, capsys):
+@pytest.mark.parametrize("use_rich", [True, False])
+def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_logging, capsys, use_rich):
+    """On a terminal through rich (above the progress bar); in a pipe the plain handler (no 80-column wraps)."""
     import sys
 
     root = logging.getLogger()
     root.handlers[:] = [logging.StreamHandler(sys.stdout)]  # what Hydra's job logging installs
     root.setLevel(logging.INFO)
-    quiet_console()
-    assert [type(h) for h in root.handlers] == [RichHandler]
+    quiet_console(use_rich=use_rich)
+    assert [type(h) for h in root.handlers] == [RichHandler if use_rich else logging.StreamHandler]
     assert all(not logging.getLogger(n).handlers and logging.getLogger(n).propagate
                for n in ("lightning", "lightning.pytorch", "lightning.fabric"))
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -76,7 +78,7 @@ def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_log
     logging.getLogger("neo.storage.uploader").info("Uploaded runs/demo/checkpoints/best.ckpt")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        quiet_console()  # idempotent, and its filters outrank the "default" action set just before
+        quiet_console(use_rich=use_rich)  # idempotent; its filters outrank the "default" action just set
         warnings.warn("The `srun` command is available on your system but is not used. HINT: ...", UserWarning,
                       stacklevel=1)
         warnings.warn("something the user should see", UserWarning, stacklevel=1)
@@ -84,4 +86,7 @@ def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_log
     assert "GPU available" not in out and "Tip" not in out
     assert out.count("a real Lightning warning [keep me]") == 1
     assert out.count("Uploaded runs/demo/checkpoints/best.ckpt") == 1
+    long_path = "/a/very/long/path/" + "x" * 120 + "/last.ckpt"
+    logging.getLogger("neo.storage.uploader").info("Uploaded %s", long_path)
+    assert (long_path in capsys.readouterr().out) is not use_rich  # a pipe keeps a long path on one line
     assert [str(w.message) for w in caught] == ["something the user should see"]
