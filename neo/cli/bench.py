@@ -17,7 +17,15 @@ BENCHMARKS: dict[str, str] = {
 # Left out of `all`: it generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes.
 HEAVY = {"scale"}
 
-USAGE = """usage: neo-bench {data,model,train,storage,config,scale,all} [options]
+USAGE = """neo-bench: measure one part of neo and print figures (nothing is asserted).
+
+examples (from the README):
+  neo-bench model --preset rtdetr_r50 --size 544x960 --batch 2 --precision bf16 --channels-last
+  neo-bench train --preset tiny --size 360p --batch 8 --precision 32-true bf16-mixed --channels-last both
+  neo-bench data
+  neo-bench storage
+
+usage: neo-bench {data,model,train,storage,config,scale,all} [options]
 
   data     training-pipeline images/s per worker vs a PIL + torchvision baseline
   model    params, GFLOPs, forward / forward+backward time and peak memory of a preset

@@ -1,4 +1,11 @@
-"""neo-data: generate a synthetic 16:9 dataset, verify a COCO dataset, download COCO 2017."""
+"""neo-data: generate a synthetic 16:9 dataset, verify a COCO dataset, download COCO 2017.
+
+examples:
+  neo-data synth data/synthetic                 # the demo dataset (400 train / 80 val, 640x360)
+  neo-data verify data/coco                     # counts per split and per class; exit 1 on errors
+  neo-data verify images/ --annotations my.json # one annotation file against its image folder
+  neo-data download coco --dir data/coco        # COCO 2017 (annotations, val, train), checksummed
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -15,7 +23,8 @@ def _synth(args: argparse.Namespace, console: Console) -> int:
 
     files = generate_synthetic_coco(args.dir, num_train=args.train, num_val=args.val, size=args.size,
                                     num_classes=args.classes, seed=args.seed, max_objects=args.max_objects)
-    console.print(f"wrote synthetic dataset to {Path(args.dir).resolve()}: " + ", ".join(str(p) for p in files.values()))
+    console.print(f"wrote synthetic dataset to {Path(args.dir).resolve()}: " + ", ".join(str(p) for p in files.values()),
+                  markup=False)
     return 0
 
 
@@ -24,27 +33,49 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
 
     pairs = [(Path(args.annotations), Path(args.images or args.dir))] if args.annotations else find_splits(args.dir)
     if not pairs:
-        console.print(f"[red]no annotations/instances_*.json under {args.dir}[/red]; pass --annotations FILE --images DIR.")
+        console.print(f"[red]no annotations/instances_*.json under {escape(args.dir)}[/red]; "
+                      "pass --annotations FILE --images DIR.")
         return 2
-    table = Table(title=f"neo-data verify {args.dir}")
-    for col in ("split", "images", "annotations", "categories", "negatives", "crowd", "errors", "warnings"):
-        table.add_column(col, justify="left" if col == "split" else "right")
+    table = Table(title=f"neo-data verify {escape(args.dir)}", title_justify="left")
+    # short headers that keep their width: an 80-column terminal shows them whole
+    for col in ("split", "images", "boxes", "classes", "negatives", "crowd", "errors", "warnings"):
+        table.add_column(col, justify="left" if col == "split" else "right", min_width=len(col),
+                         no_wrap=col != "split", overflow="fold")
     failed = False
     reports = [verify_coco(ann, img, decode=not args.no_decode) for ann, img in pairs]
     for r in reports:
         failed |= not r.ok
-        table.add_row(r.annotation_file.stem.removeprefix("instances_"), str(r.images), str(r.annotations), str(r.categories), str(r.negatives),
+        table.add_row(escape(_split(r)), str(r.images), str(r.annotations), str(r.categories), str(r.negatives),
                       str(r.crowd), f"[red]{len(r.errors)}[/red]" if r.errors else "0", str(len(r.warnings)))
     console.print(table)
     for r in reports:
+        if r.per_class:
+            console.print(_class_table(r))
+    for r in reports:
         for kind, n in sorted(r.problems.items()):
-            console.print(f"  {r.annotation_file.name}: {kind}: {n}")
+            console.print(f"  {escape(r.annotation_file.name)}: {escape(kind)}: {n}", highlight=False)
         for msg in r.errors[: args.show]:
-            console.print(f"  [red]error[/red] {msg}", highlight=False)
+            console.print(f"  [red]error[/red] {escape(msg)}", highlight=False)
         for msg in r.warnings[: args.show]:
-            console.print(f"  [yellow]warning[/yellow] {msg}", highlight=False)
+            console.print(f"  [yellow]warning[/yellow] {escape(msg)}", highlight=False)
     console.print("[red]FAILED[/red]" if failed else "[green]OK[/green]")
     return 1 if failed else 0
+
+
+def _split(report) -> str:
+    return report.annotation_file.stem.removeprefix("instances_")
+
+
+def _class_table(report) -> Table:
+    """Images and instances per class of one split (crowd boxes excluded), most instances first."""
+    table = Table(title=f"{_split(report)}: per class", title_justify="left")
+    table.add_column("class", overflow="fold")
+    table.add_column("images", justify="right", min_width=6, no_wrap=True)
+    table.add_column("instances", justify="right", min_width=9, no_wrap=True)
+    for name, (images, instances) in report.per_class.items():
+        style = "yellow" if instances == 0 else ""
+        table.add_row(escape(name), str(images), str(instances), style=style)
+    return table
 
 
 def _download(args: argparse.Namespace, console: Console) -> int:
@@ -55,14 +86,16 @@ def _download(args: argparse.Namespace, console: Console) -> int:
         download_coco(root, parts=tuple(args.parts), base_url=args.mirror or COCO_BASE_URL,
                       keep_zips=not args.delete_zips, checksums=not args.no_checksum)
     except DownloadError as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(f"[red]{escape(str(err))}[/red]")
         return 1
-    console.print(f"COCO 2017 ready under {root.resolve()} (conf/data/coco.yaml reads ${{paths.data_dir}}/coco)")
+    console.print(f"COCO 2017 ready under {root.resolve()} (conf/data/coco.yaml reads ${{paths.data_dir}}/coco)",
+                  markup=False)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neo-data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="neo-data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic 16:9 COCO dataset (deterministic for --seed)")
     p.add_argument("dir", help="output folder (train/, val/, annotations/)")

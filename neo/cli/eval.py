@@ -1,9 +1,11 @@
-"""`neo-eval`: COCO metrics of a checkpoint (EMA or raw weights) on a split; metrics + detections JSON.
+"""`neo-eval`: COCO metrics of a checkpoint (EMA or raw weights) on a split, per class too.
 
-    neo-eval checkpoint=outputs/runs/cpu_demo/checkpoints/best.ckpt [weights=raw] [split=test] [precision=bf16-mixed]
-
-A bad checkpoint file (missing, empty, truncated, not a neo checkpoint) is one paragraph naming it and the
-fix; exit 1, no traceback. The output states the precision AP was measured at.
+    neo-eval checkpoint=outputs/runs/cpu_demo/checkpoints/best.ckpt
+    neo-eval checkpoint=best.ckpt weights=raw split=test precision=bf16-mixed data=coco data.root=/data/coco
+Writes metrics.json, detections.json, per_class.csv/.json, pr_curves.png and confusion_matrix.png into
+``output_dir`` and prints the metrics, the precision AP was measured at and the per-class table. A bad
+checkpoint file (missing, empty, truncated, not a neo checkpoint) is one paragraph naming it and the fix;
+exit 1, no traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from omegaconf import DictConfig
 
 
 def run(cfg: DictConfig) -> int:
-    """Evaluate and write ``metrics.json`` and ``detections.json`` into ``output_dir``; returns an exit code."""
+    """Evaluate and write the results into ``output_dir``; returns an exit code."""
+    from neo.cli.output import plain
     from neo.cli.required import missing_options
     from neo.inference.evaluate import evaluate_checkpoint
 
@@ -32,16 +35,22 @@ def run(cfg: DictConfig) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"neo-eval: {result['checkpoint']} ({result['weights']} weights, {result['split']}, "
-                        f"precision {result['precision']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    from neo.evaluation.per_class import print_class_table
+
+    console = Console()
+    title = f"neo-eval: {result['split']}, {result['weights']} weights, precision {result['precision']}"
+    table = Table(title=title, title_justify="left", min_width=len(title))
+    table.add_column("metric", min_width=6)
+    table.add_column("value", justify="right", min_width=6)
     for name, value in result["metrics"].items():
         table.add_row(name, f"{value:.4f}")
-    console = Console()
     console.print(table)
     console.print(precision_note(result["precision"], result.get("training_precision")), highlight=False)
-    console.print(f"metrics: {result['metrics_file']}\ndetections: {result['detections_file']}")
+    if result["class_results"]:
+        print_class_table(result["class_results"], f"per class ({result['images_evaluated']} images)", console)
+    console.print(f"checkpoint: {plain(result['checkpoint'])}\nresults:    {plain(result['output_dir'])} "
+                  "(metrics.json, detections.json, per_class.csv, pr_curves.png, confusion_matrix.png)",
+                  highlight=False, soft_wrap=True)
     return 0
 
 
@@ -56,6 +65,9 @@ def precision_note(measured: str, trained: str | None) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
+    from neo.cli.output import quiet_console
+
+    quiet_console()
     code = run(cfg)
     if code:
         sys.exit(code)

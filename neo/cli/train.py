@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,22 +61,27 @@ class Outcome:
 
 def execute(cfg: DictConfig) -> Outcome:
     """Train from a composed config, print the outcome, return it (never raises for training errors)."""
+    from lightning.pytorch.utilities import rank_zero_only
     from rich.console import Console
 
+    from neo.cli.output import plain, start_line
     from neo.data.coco import DatasetError
     from neo.training.config_check import ConfigError
     from neo.training.module import NonFiniteLossError
-    from neo.training.report import print_summary
+    from neo.training.report import print_best_class_results, print_summary
     from neo.training.run import train
 
     console = Console(stderr=False)
+    started = time.time()
+    if not cfg.get("print_config") and rank_zero_only.rank == 0:
+        console.print(start_line("neo-train", cfg.paths.run_dir), highlight=False, soft_wrap=True, markup=False)
     try:
         summary = train(cfg)
     except (ConfigError, DatasetError) as exc:  # one paragraph naming the value and the fix: no traceback
-        console.print(f"[bold red]neo-train:[/bold red] {exc}", highlight=False)
+        console.print(f"[bold red]neo-train:[/bold red] {plain(exc)}", highlight=False)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
     except NonFiniteLossError as exc:
-        console.print(f"[bold red]neo-train stopped:[/bold red] {exc}", highlight=False)
+        console.print(f"[bold red]neo-train stopped:[/bold red] {plain(exc)}", highlight=False)
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(1, error=f"NonFiniteLossError: {exc}")
     except Exception as exc:
@@ -83,6 +89,7 @@ def execute(cfg: DictConfig) -> Outcome:
         console.print("[bold red]neo-train failed[/bold red] (traceback above).", highlight=False)
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
+    print_best_class_results(summary.run_dir, since=0.0 if summary.resumed_from else started, console=console)
     print_summary(summary, console)
     if summary.status != "finished":
         _print_interrupt_checkpoint(console, cfg)
@@ -102,18 +109,10 @@ def _print_interrupt_checkpoint(console, cfg: DictConfig) -> None:
     last = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
     if path.is_file():
         console.print(f"Last good state saved to {path}. Continue with: neo-train <same overrides> ckpt_path=auto",
-                      soft_wrap=True)
+                      soft_wrap=True, markup=False, highlight=False)
     elif last.is_file():
         console.print(f"Last regular checkpoint: {last}. Continue with: neo-train <same overrides> ckpt_path=auto",
-                      soft_wrap=True)
-
-
-def quiet_duplicate_logs() -> None:
-    """Lightning prints through its own handler; stop the same records reaching Hydra's console handler too."""
-    import logging
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
+                      soft_wrap=True, markup=False, highlight=False)
 
 
 def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> None:
@@ -147,10 +146,11 @@ def early_config_error(cfg: DictConfig) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from neo.cli.output import quiet_console
     from neo.sweeps.job import current_job, use_job_dir
 
     _restore_hydra_error_mode()  # composition is done: errors from here on are neo's
-    quiet_duplicate_logs()
+    quiet_console()
     job = current_job()
     if job.multirun:
         use_job_dir(cfg, job)

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from neo.storage.errors import ResolveError, StorageAccessError, StorageConfigError, classify
@@ -108,7 +109,7 @@ def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
             try:
                 check_identifier(name)
                 path = resolve(name, storage=settings, registry=registry, callback=RichCallback(progress, name))
-                progress.console.print(f"[green]{name}[/] -> {path}", highlight=False)
+                progress.console.print(f"[green]{escape(str(name))}[/] -> {escape(str(path))}", highlight=False)
             except (ResolveError, ValueError, OSError) as exc:
                 errors.append(str(exc))
     for message in errors:
@@ -135,19 +136,19 @@ def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
             try:
                 state = remote_state(settings, key)
                 if state.sha256 and (entry.sha256 is None or state.sha256 == entry.sha256):
-                    console.print(f"[dim][SKIP][/] {name}: already in bucket ({_size(state.size)}, sha256 "
+                    console.print(f"[dim][SKIP][/] {escape(str(name))}: already in bucket ({_size(state.size)}, sha256 "
                                   f"{state.sha256[:12]})", highlight=False)
                     counts["skipped"] += 1
                     continue
                 if args.dry_run:
-                    console.print(f"[cyan][DRY-RUN][/] {name}: would upload to {url}", highlight=False)
+                    console.print(f"[cyan][DRY-RUN][/] {escape(str(name))}: would upload to {escape(str(url))}", highlight=False)
                     counts["uploaded"] += 1
                     continue
                 with transfer_progress() as progress:
                     local = resolve(name, storage=replace(settings, upload_origin=False), registry=registry,
                                     callback=RichCallback(progress, f"fetch {name}"))
                     done = push_file(local, key, settings, callback=RichCallback(progress, f"upload {name}"))
-                console.print(f"[green][{'UPLOADED' if done.uploaded else 'SKIP'}][/] {name} -> {url} "
+                console.print(f"[green][{'UPLOADED' if done.uploaded else 'SKIP'}][/] {escape(str(name))} -> {escape(str(url))} "
                               f"({_size(done.size)})", highlight=False)
                 counts["uploaded" if done.uploaded else "skipped"] += 1
             except Exception as exc:  # noqa: BLE001 - one failure does not stop the others
@@ -203,7 +204,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
                 path = resolve(args.src, storage=settings, registry=registry,
                                callback=RichCallback(progress, args.src))
             except ResolveError as exc:
-                progress.console.print(f"[red]{exc}[/]")
+                progress.console.print(f"[red]{escape(str(exc))}[/]")
                 return 1
     out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
     try:

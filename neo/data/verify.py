@@ -23,6 +23,8 @@ class VerifyReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     problems: Counter = field(default_factory=Counter)
+    # category name -> (images holding it, instances), crowd boxes excluded; most instances first
+    per_class: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,7 @@ def verify_coco(annotation_file: str | Path, image_dir: str | Path, decode: bool
         report.crowd += int(bool(ann.get("iscrowd", 0)))
         _check_box(report, ann, by_id[iid])
     report.negatives = sum(1 for i in by_id if i not in annotated)
+    report.per_class = class_counts(cats, anns, set(by_id))
     for img in images:
         path = image_dir / str(img.get("file_name"))
         if not path.is_file():
@@ -94,6 +97,21 @@ def verify_coco(annotation_file: str | Path, image_dir: str | Path, decode: bool
                 report.warn("size mismatch", f"image {img.get('id')}: file is {arr.shape[1]}x{arr.shape[0]}, "
                                               f"JSON says {img.get('width')}x{img.get('height')}")
     return report
+
+
+def class_counts(categories: list[dict], annotations: list[dict], image_ids: set) -> dict[str, tuple[int, int]]:
+    """{category name: (images holding it, instances)} of non-crowd boxes on known images, every category
+    listed (a class without boxes shows 0, 0), most instances first."""
+    names = {c.get("id"): str(c.get("name", c.get("id"))) for c in categories}
+    images: dict = {cid: set() for cid in names}
+    instances: Counter = Counter()
+    for ann in annotations:
+        cid, iid = ann.get("category_id"), ann.get("image_id")
+        if cid in names and iid in image_ids and not ann.get("iscrowd", 0):
+            images[cid].add(iid)
+            instances[cid] += 1
+    order = sorted(names, key=lambda cid: (-instances[cid], names[cid]))
+    return {names[cid]: (len(images[cid]), instances[cid]) for cid in order}
 
 
 def _check_box(report: VerifyReport, ann: dict, img: dict) -> None:

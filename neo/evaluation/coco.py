@@ -182,6 +182,7 @@ class CocoEvaluator:
             self._ground_truth()
         self._local: dict[int, ImageDetections] = {}
         self._merged: dict[int, ImageDetections] | None = None
+        self.last_cocoeval = None  # COCOeval of the last compute() on the computing rank (per-class results)
 
     def _ground_truth(self):
         """The backend's COCO object of the annotation file, parsed on first use; checks the label map."""
@@ -217,6 +218,7 @@ class CocoEvaluator:
         """Forget all predictions (call at the start of each validation epoch)."""
         self._local = {}
         self._merged = None
+        self.last_cocoeval = None
 
     def update(self, predictions: Sequence[dict[str, Any]], image_ids: Sequence[int] | torch.Tensor) -> None:
         """Add one batch.
@@ -416,6 +418,7 @@ class CocoEvaluator:
                 metrics.update({f"AP/{name}": -1.0 for name in self._category_names.values()})
             return metrics
         evaluator = self._run_cocoeval(merged)
+        self.last_cocoeval = evaluator
         stats = np.asarray(evaluator.stats, dtype=np.float64)[: len(METRIC_NAMES)]
         metrics = {name: float(value) for name, value in zip(METRIC_NAMES, stats, strict=True)}
         if self.per_class:

@@ -64,14 +64,59 @@ def _dashed_rectangle(
             cv2.line(image, s, e, color, thickness, cv2.LINE_AA)
 
 
-def _tag(image: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int], scale: float) -> None:
-    """Filled label box with readable (black or white) text, above (x, y) or inside if at the top edge."""
-    (tw, th), baseline = cv2.getTextSize(text, FONT, scale, 1)
-    top = y - th - baseline - 2 if y - th - baseline - 2 >= 0 else y
-    cv2.rectangle(image, (x, top), (x + tw + 2, top + th + baseline + 2), color, cv2.FILLED)
+def auto_style(height: int, width: int) -> tuple[int, float]:
+    """(line thickness, font scale) readable at this image size: 2 / 0.5 up to 360p, 3 / 0.9 at 1080p."""
+    short = min(height, width)
+    return max(2, round(short / 360)), float(np.clip(short / 1200, 0.5, 1.6))
+
+
+def _tag_size(text: str, scale: float) -> tuple[int, int]:
+    """(width, height) in pixels of a filled tag holding ``text``."""
+    (tw, th), baseline = cv2.getTextSize(text, FONT, scale, _text_thickness(scale))
+    return tw + 4, th + baseline + 4
+
+
+def _text_thickness(scale: float) -> int:
+    return 1 if scale < 0.8 else 2
+
+
+def _overlaps(rect: tuple[int, int, int, int], placed: list[tuple[int, int, int, int]]) -> bool:
+    x1, y1, x2, y2 = rect
+    return any(x1 < px2 and px1 < x2 and y1 < py2 and py1 < y2 for px1, py1, px2, py2 in placed)
+
+
+def _place_tag(box: tuple[int, int, int, int], size: tuple[int, int], image_hw: tuple[int, int],
+               placed: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """Top-left-anchored rectangle for a tag of ``size`` (w, h) near ``box`` that covers no placed tag.
+
+    Tries above the box's top edge, just inside it, below the bottom edge, inside the bottom edge, then
+    slides down along the box's left edge; falls back to the first spot inside the image.
+    """
+    x1, y1, x2, y2 = box
+    w, h = size
+    height, width = image_hw
+    left = int(np.clip(x1, 0, max(0, width - w)))
+    tops = [y1 - h, y1, y2, y2 - h]
+    tops += list(range(y1 + h, max(y1 + h, y2 - h), h))
+    candidates = []
+    for top in tops:
+        top = int(np.clip(top, 0, max(0, height - h)))
+        rect = (left, top, left + w, top + h)
+        candidates.append(rect)
+        if not _overlaps(rect, placed):
+            return rect
+    return candidates[0]
+
+
+def _tag(image: np.ndarray, text: str, rect: tuple[int, int, int, int], color: tuple[int, int, int],
+         scale: float) -> None:
+    """Filled label box with readable (black or white) text."""
+    x1, y1, x2, y2 = rect
+    cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), color, cv2.FILLED)
     luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(image, text, (x + 1, top + th + 1), FONT, scale, ink, 1, cv2.LINE_AA)
+    (_, th), _ = cv2.getTextSize(text, FONT, scale, _text_thickness(scale))
+    cv2.putText(image, text, (x1 + 2, y1 + th + 2), FONT, scale, ink, _text_thickness(scale), cv2.LINE_AA)
 
 
 def draw_boxes(
@@ -82,10 +127,10 @@ def draw_boxes(
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
     dashed: bool = False,
-    thickness: int = 2,
-    font_scale: float = 0.5,
+    thickness: int | None = None,
+    font_scale: float | None = None,
 ) -> np.ndarray:
-    """Draw boxes with class-coloured outlines and "name score" tags.
+    """Draw boxes with class-coloured outlines and "name score" tags that never cover one another.
 
     Args:
         image: uint8 [H, W, 3] RGB (or torch uint8 [3, H, W]); not modified.
@@ -94,8 +139,11 @@ def draw_boxes(
         scores: [K] or None (ground truth). Boxes with score < score_threshold are skipped.
         class_names: names per label; None writes the label number.
         dashed: dashed outlines (the ground-truth style).
+        thickness, font_scale: None picks them from the image size (``auto_style``).
     Returns:
-        uint8 [H, W, 3] RGB copy with the drawing.
+        uint8 [H, W, 3] RGB copy with the drawing. Boxes are drawn lowest score first (the most confident
+        outline ends on top); tags are placed highest score first, each beside its box where it covers no
+        earlier tag (above, inside, below, then further down the box's edge).
     """
     canvas = _check_image(image)
     boxes = _numpy(boxes, np.float64).reshape(-1, 4)
@@ -105,21 +153,39 @@ def draw_boxes(
         raise ValueError(
             f"boxes ({len(boxes)}), labels ({len(labels)}) and scores must have the same length K"
         )
+    auto_thickness, auto_scale = auto_style(*canvas.shape[:2])
+    thickness = auto_thickness if thickness is None else thickness
+    font_scale = auto_scale if font_scale is None else font_scale
     order = np.argsort(scores_np, kind="stable") if scores_np is not None else np.arange(len(boxes))
-    for i in order:  # lowest score first, so the most confident box ends on top
-        if scores_np is not None and scores_np[i] < score_threshold:
-            continue
-        label = int(labels[i])
-        color = class_color(label)
-        x1, y1, x2, y2 = (int(round(v)) for v in boxes[i])
+    shown = [int(i) for i in order if scores_np is None or scores_np[i] >= score_threshold]
+    corners = {i: tuple(int(round(v)) for v in boxes[i]) for i in shown}
+    for i in shown:  # lowest score first, so the most confident box ends on top
+        x1, y1, x2, y2 = corners[i]
+        color = class_color(int(labels[i]))
         if dashed:
             _dashed_rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         else:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    ranked = shown[::-1]  # the most confident box gets the best tag spot
+    texts = []
+    for i in ranked:
+        label = int(labels[i])
         name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label)
-        text = name if scores_np is None else f"{name} {scores_np[i]:.2f}"
-        _tag(canvas, text, max(x1, 0), max(y1, 0), color, font_scale)
+        texts.append(name if scores_np is None else f"{name} {scores_np[i]:.2f}")
+    rects = place_tags([corners[i] for i in ranked], [_tag_size(t, font_scale) for t in texts], canvas.shape[:2])
+    for i, text, rect in zip(ranked, texts, rects, strict=True):
+        _tag(canvas, text, rect, class_color(int(labels[i])), font_scale)
     return canvas
+
+
+def place_tags(boxes: Sequence[tuple[int, int, int, int]], sizes: Sequence[tuple[int, int]],
+               image_hw: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Tag rectangles (x1, y1, x2, y2) for xyxy ``boxes`` in priority order, each clear of the earlier ones
+    where the box leaves room (see ``_place_tag``); ``sizes`` are the tags' (width, height)."""
+    placed: list[tuple[int, int, int, int]] = []
+    for box, size in zip(boxes, sizes, strict=True):
+        placed.append(_place_tag(box, size, image_hw, placed))
+    return placed
 
 
 def draw_prediction(image: Any, prediction: dict[str, Any], class_names=None, score_threshold: float = 0.3):

@@ -43,9 +43,14 @@ def training_precision(run_config: dict[str, Any]) -> str | None:
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
-    """Run COCO evaluation; returns {"metrics", "metrics_file", "detections_file", "checkpoint", "precision",
-    "training_precision", ...}."""
+    """Run COCO evaluation; returns {"metrics", "metrics_file", "detections_file", "class_results", "checkpoint",
+    "precision", "training_precision", ...}.
+
+    ``output_dir`` receives metrics.json, detections.json and the per-class results (per_class.csv/.json,
+    pr_curves.png, confusion_matrix.png/.json; see :mod:`neo.evaluation.results`).
+    """
     from neo.evaluation.outputs import write_detections, write_metrics
+    from neo.evaluation.results import evaluation_results, write_evaluation_results
 
     if cfg.split not in ("val", "test"):
         raise ValueError(f"split={cfg.split!r} is unknown: use 'val' or 'test'")
@@ -71,4 +76,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
                "precision": str(trainer.precision), "training_precision": training_precision(run_config)}
     metrics_file = write_metrics(out / "metrics.json", metrics, **context)
     detections_file = write_detections(out / "detections.json", module.evaluator.detections())
-    return {"metrics": metrics, "metrics_file": metrics_file, "detections_file": detections_file, **context}
+    class_rows, images = [], 0
+    cocoeval = module.evaluator.last_cocoeval
+    if cocoeval is not None:  # per-class table, PR curves and confusion matrix beside metrics.json
+        results = evaluation_results(cocoeval, float(cfg.get("score_threshold", 0.3)))
+        write_evaluation_results(results, out, **context)
+        class_rows, images = results.rows, len(cocoeval.params.imgIds)
+    return {"metrics": metrics, "metrics_file": metrics_file, "detections_file": detections_file,
+            "class_results": class_rows, "images_evaluated": images, "output_dir": out, **context}

@@ -1,4 +1,4 @@
-"""Small Lightning callbacks neo adds: training speed, interrupt checkpoints, per-epoch data hook.
+"""Small Lightning callbacks neo adds: training speed, interrupt checkpoints, per-epoch data hook, model size.
 
 (EMA lives in :mod:`neo.training.ema`, the validation image grid in :mod:`neo.training.image_grid`.)
 """
@@ -11,8 +11,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 
 class TrainSpeedMonitor(Callback):
@@ -139,3 +140,18 @@ class FitStartRecorder(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epoch, self.step = trainer.current_epoch, trainer.global_step
+
+
+class OneLineModelSummary(ModelSummary):
+    """The model's size in one line at fit start instead of Lightning's table.
+
+    Lightning's table lists the three top-level modules and a FLOPs column that reads 0 (neo sets no
+    example input); what a user needs is the parameter count and size:
+    ``model: 1.2 M parameters (1.2 M trainable), 4.8 MB``.
+    """
+
+    @staticmethod
+    def summarize(summary_data: list, total_parameters: int, trainable_parameters: int, model_size: float,
+                  total_training_modes: dict, total_flops: int, **summarize_kwargs: Any) -> None:
+        rank_zero_info(f"model: {get_human_readable_count(total_parameters)} parameters "
+                       f"({get_human_readable_count(trainable_parameters)} trainable), {model_size:.1f} MB")

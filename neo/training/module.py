@@ -149,7 +149,9 @@ class RTDETRModule(pl.LightningModule):
 
     def _eval_step(self, batch: tuple[torch.Tensor, list[dict]], batch_idx: int) -> None:
         images, targets = batch
-        preds = self.predict(images, targets)
+        outputs = self(images)
+        preds = self.postprocessor(outputs, targets)
+        self._log_eval_loss(outputs, targets)
         self.evaluator.update([{k: v.detach().cpu() for k, v in p.items()} for p in preds],
                               [int(t["image_id"]) for t in targets])
         if batch_idx == 0 and self.val_samples > 0:
@@ -159,6 +161,21 @@ class RTDETRModule(pl.LightningModule):
                 [{k: v.detach().cpu() for k, v in p.items()} for p in preds[:n]],
                 [{k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in t.items()} for t in targets[:n]],
             )
+
+    @torch.no_grad()
+    def _log_eval_loss(self, outputs: dict[str, Any], targets: list[dict]) -> None:
+        """``val/loss`` (or ``test/loss``): the criterion on the final decoder layer, per-epoch mean.
+
+        In eval mode the network returns only the last layer (no auxiliary, encoder or denoising outputs),
+        so this is the sum of its weighted VFL, L1 and GIoU terms, not the training loss's 20-odd terms.
+        """
+        stage = "test" if self.trainer.testing else "val"
+        if self.trainer.sanity_checking or not all("boxes" in t and "labels" in t for t in targets):
+            return
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            losses = self.criterion(outputs, targets)
+        loss = torch.stack([v.float() for v in losses.values()]).sum()
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, list[dict]], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx)

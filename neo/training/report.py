@@ -142,3 +142,18 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
         table.add_row("[red]not in the bucket[/red]",
                       "\n".join(summary.unsynced) + "\n(kept locally; push with neo-weights push FILE)")
     console.print(table)
+
+
+@rank_zero_only
+def print_best_class_results(run_dir: str | Path | None, since: float = 0.0, console: Console | None = None) -> None:
+    """The per-class table of the best validation (``<run_dir>/results/per_class.json``), if this run wrote
+    or kept one: a file older than ``since`` (a time.time() value) is another run's and is not shown."""
+    from neo.evaluation.per_class import PER_CLASS_JSON, print_class_table, read_class_results
+
+    folder = Path(run_dir) / "results" if run_dir is not None else None
+    if folder is None or not (folder / PER_CLASS_JSON).is_file() or (folder / PER_CLASS_JSON).stat().st_mtime < since:
+        return
+    rows, context = read_class_results(folder)
+    title = (f"per class, best validation (epoch {context.get('epoch')}, {context.get('images')} images): "
+             f"{_show(folder)}")
+    print_class_table(rows, title, console)

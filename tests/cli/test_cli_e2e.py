@@ -95,6 +95,8 @@ def test_neo_predict_image_folder_and_video(trained: Path, synth_root: Path, tmp
     assert (tmp_path / "folder/img0_pred.jpg").is_file()
     frames_json = json.loads((tmp_path / "video/predictions.json").read_text())["images"]
     assert [r["frame"] for r in frames_json] == [0, 1, 2] and (tmp_path / "video/clip_pred.mp4").stat().st_size > 0
+    for name in ("folder", "video"):  # no empty files (an unused predict.log) in the output folder
+        assert not [p.name for p in (tmp_path / name).iterdir() if p.stat().st_size == 0]
 
 
 def test_bad_override_exits_1_with_named_error(synth_root: Path, tmp_path: Path) -> None:

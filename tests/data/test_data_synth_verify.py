@@ -70,3 +70,34 @@ def test_verify_finds_every_kind_of_breakage(tmp_path, capsys, coco_writer):
     (tmp_path / "annotations/instances_train.json").write_text("{not json")
     assert not verify_coco(ann, image_dir).ok
     assert neo_data(["verify", str(tmp_path / "empty")]) == 2  # no annotation files at all
+
+
+def test_verify_prints_images_and_instances_per_class(tmp_path, capsys, coco_writer):
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 36} for i in (1, 2, 3)]
+    anns = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 10, 10], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [20, 1, 10, 10], "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 3, "bbox": [1, 1, 10, 10], "iscrowd": 0},
+            {"id": 4, "image_id": 2, "category_id": 3, "bbox": [1, 1, 30, 30], "iscrowd": 1}]  # crowd: not counted
+    image_dir, ann = coco_writer(tmp_path, images, anns)
+    report = verify_coco(ann, image_dir)
+    names = {c["id"]: c["name"] for c in json.loads(ann.read_text())["categories"]}
+    assert report.per_class[names[3]] == (2, 3)  # 2 images, 3 instances
+    assert all(v == (0, 0) for k, v in report.per_class.items() if k != names[3])  # every class listed
+    assert list(report.per_class)[0] == names[3]  # most instances first
+    assert neo_data(["verify", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("│ " + names[3]))
+    assert [c.strip() for c in row.split("│")[1:-1]] == [names[3], "2", "3"]
+    assert "per class" in out and "instances" in out and "…" not in out
+
+
+def test_verify_messages_keep_their_brackets(tmp_path, capsys, coco_writer):
+    """Rich markup must not swallow "[x, y, w, h]" or a bracketed file name in a message."""
+    images = [{"id": 1, "file_name": "[cam 1] a.jpg", "width": 64, "height": 36}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [1, 1, 10], "iscrowd": 0}]
+    image_dir, ann = coco_writer(tmp_path, images, anns)
+    (image_dir / "[cam 1] a.jpg").unlink(missing_ok=True)
+    assert neo_data(["verify", str(tmp_path)]) == 1
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines: compare with spaces normalised
+    assert "is not [x, y, w, h]" in out
+    assert "[cam 1] a.jpg" in out

@@ -1,4 +1,5 @@
-"""Drawing: class colours land on the box outline, ground truth is dashed, grids have the right shape."""
+"""Drawing: class colours land on the box outline, ground truth is dashed, grids have the right shape,
+labels of near-duplicate boxes never cover each other, text grows with the image."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from neo.evaluation.draw import (
     draw_boxes,
     draw_ground_truth,
     draw_prediction,
+    place_tags,
 )
 
 NAMES = ["car", "person", "dog"]
@@ -97,3 +99,36 @@ def test_batch_grid_maps_original_pixels_onto_the_canvas():
     ].all()  # below the tag; prediction's right edge at x = 125
     gt_mask = _mask_of(right, class_color(1))  # GT canvas box (60, 22.5)-(100, 67.5), dashed
     assert gt_mask[30:60, 60].any() and not gt_mask[30:60, 80].any()
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_tags_of_stacked_near_duplicates_never_cover_each_other():
+    """Ten near-identical boxes (what a model without NMS draws): every tag gets its own spot."""
+    boxes = [(400 + i, 300 + i, 800 + i, 700 - i) for i in range(10)]
+    rects = place_tags(boxes, [(150, 30)] * 10, (1080, 1920))
+    assert not any(_overlap(a, b) for i, a in enumerate(rects) for b in rects[i + 1:])
+    assert all(0 <= r[0] and r[2] <= 1920 and 0 <= r[1] and r[3] <= 1080 for r in rects)
+    assert rects[0][3] == 300  # the first (most confident) tag sits right above its box
+
+
+def test_both_labels_of_identical_boxes_stay_visible():
+    """Two classes on the same box: each class's tag colour is still on the picture (none overprinted)."""
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    drawn = draw_boxes(image, [[500, 400, 900, 800], [500, 400, 900, 800]], [0, 1], [0.9, 0.8], NAMES)
+    above = drawn[:400]  # the first tag sits above the boxes, the second just inside the top edge
+    inside = drawn[400:800, 500:900]
+    assert _mask_of(above, class_color(0)).sum() > 500
+    assert _mask_of(inside, class_color(1)).sum() > 500
+
+
+def test_text_and_lines_grow_with_the_image():
+    """A 1080p frame gets thicker lines and bigger tags than a 360p one (readable at full size)."""
+    def tag_height(h, w):
+        drawn = draw_boxes(np.zeros((h, w, 3), np.uint8), [[w // 4, h // 2, w // 2, h - 10]], [0], [0.9], NAMES)
+        rows = np.flatnonzero(_mask_of(drawn[: h // 2], class_color(0)).any(axis=1))
+        return rows.max() - rows.min() + 1
+
+    assert tag_height(1080, 1920) >= 1.4 * tag_height(360, 640)

@@ -33,7 +33,8 @@ class ToyNet(nn.Module):
 class ToyCriterion(nn.Module):
     """Two weighted terms: every query regresses the first target box; class BCE on its label.
 
-    nan_at_call: from this (0-based) call on, the box term is NaN (to test the non-finite-loss stop).
+    nan_at_call: from this (0-based) training call on, the box term is NaN (to test the non-finite-loss
+    stop); validation-loss calls (the module in eval mode) are not counted.
     """
 
     def __init__(self, nan_at_call: int | None = None) -> None:
@@ -41,7 +42,7 @@ class ToyCriterion(nn.Module):
         self.nan_at_call, self.calls = nan_at_call, 0
 
     def forward(self, outputs, targets) -> dict[str, torch.Tensor]:
-        self.calls += 1
+        self.calls += int(self.training)
         poison = float("nan") if self.nan_at_call is not None and self.calls > self.nan_at_call else 0.0
         logits, boxes = outputs["pred_logits"].float(), outputs["pred_boxes"].float()
         goal_boxes, goal_cls = [], []
