@@ -9,7 +9,19 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+
+
+@cache
+def new_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file here: 0o666 less the process umask (read once).
+
+    ``mkstemp`` creates its file 0o600; without this every atomically written output would be private.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextmanager
@@ -21,6 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, new_file_mode())
         yield Path(tmp)
         os.replace(tmp, path)
     finally:

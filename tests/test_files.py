@@ -25,3 +25,11 @@ def test_failure_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # what the user's umask gives a new file
+    target = write_text_atomic(tmp_path / "predictions.json", "{}")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert target.stat().st_mode & 0o044, "outputs must stay readable by the group/others as with a plain write"
