@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # The main job: synthetic 16:9 dataset (made once), CPU demo recipe, summary table at the end.
 train: setup
-	$(BIN)/neo-train experiment=cpu_demo
+	$(BIN)/neo-train experiment=cpu_demo ckpt_path=auto
 
 test: setup
 	$(BIN)/python -m pytest -q
