@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.sweeps.helpers import BIN, ENV, cli, output, read_json, write_tiny_experiment
 
 GRID = ["data.resolution=256x144,320x180", "optim.lr=1e-4,2e-4"]
-POINTS = {f"data.resolution={r},optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
+POINTS = {f"data.resolution={r},debug=fast,optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
 
 
 def test_two_by_two_grid_writes_four_runs_and_a_four_row_summary(synth_root: Path, tmp_path: Path) -> None:
