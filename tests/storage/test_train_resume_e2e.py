@@ -6,6 +6,7 @@ tiny Lightning module in test_checkpoint_sync.py meanwhile).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,6 @@ def test_train_push_delete_resume_from_bucket(endpoint, synth_root, tmp_path):
     assert f"r2://{BUCKET}/runs/e2e-debug-limit/checkpoints/" in second.stdout + second.stderr
     last = torch.load(tmp_path / "outputs/runs/e2e-debug-limit/checkpoints/last.ckpt", weights_only=True)
     assert last["global_step"] == 8  # 4 steps restored from the bucket + 4 new ones
+    best = json.loads((tmp_path / "outputs/runs/e2e-debug-limit/summary.json").read_text())["best_checkpoint"]
+    # the summary names where the best checkpoint really is: written again here, or the bucket's copy
+    assert Path(best).is_file() or best == f"r2://{BUCKET}/runs/e2e-debug-limit/checkpoints/best.ckpt", best

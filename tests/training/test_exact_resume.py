@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from neo.training.run import train
 from tests.conftest import train_overrides
@@ -63,7 +64,8 @@ def test_mid_epoch_resume_continues_with_the_next_batch(synth_root: Path, tmp_pa
     out = tmp_path / "split"
     first_log, second_log, weights = tmp_path / "first.jsonl", tmp_path / "second.jsonl", tmp_path / "split.pt"
     crash = ["+callbacks.crash._target_=tests.training.batch_recorder.CrashAtStep", "+callbacks.crash.step=9"]
-    every = ["callbacks.last_checkpoint.every_n_train_steps=4"]  # last.ckpt at steps 4 (mid-epoch 0) and 8
+    every = ["callbacks.last_checkpoint.every_n_train_steps=4",  # last.ckpt at steps 4 (mid-epoch 0) and 8
+             "logger=tensorboard", "trainer.log_every_n_steps=1"]
     with pytest.raises(SimulatedCrash):
         train(_cfg(synth_root, out, first_log, weights, workers, *every, *crash))
     checkpoint = out / "outputs/runs/exact/checkpoints" / resume_from
@@ -82,3 +84,12 @@ def test_mid_epoch_resume_continues_with_the_next_batch(synth_root: Path, tmp_pa
     assert final.keys() == expected.keys()
     different = [k for k in expected if not torch.equal(final[k], expected[k])]
     assert not different, f"weights differ after resume: {different[:5]}"
+
+    # one TensorBoard history: one folder, each step once (steps the crashed process logged past its
+    # checkpoint are replaced by the resumed ones), one curve per metric
+    tensorboard = out / "outputs/runs/exact/tensorboard"
+    assert not list(tensorboard.parent.glob("version_*")) and len(list(tensorboard.glob("events.*"))) == 2
+    history = EventAccumulator(str(tensorboard))
+    history.Reload()
+    steps = [event.step for event in history.Scalars("train/loss")]
+    assert steps == list(range(6 * MAX_EPOCHS)), steps
