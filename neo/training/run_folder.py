@@ -161,7 +161,7 @@ def print_finished(finished: FinishedRun) -> None:
     """Say the run is finished and show its summary table (from ``summary.json``)."""
     from rich.console import Console
 
-    from neo.training.report import TrainSummary, print_summary
+    from neo.training.report import print_summary
 
     console = Console()
     console.print(f"[bold green]neo-train:[/bold green] {finished.message}", highlight=False)
