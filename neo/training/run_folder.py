@@ -16,6 +16,7 @@ No torch import here: the guard runs in Hydra's launcher before anything heavy i
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from omegaconf import DictConfig
 from neo.training.config_check import ConfigError
 
 SUMMARY_JSON = "summary.json"
+log = logging.getLogger(__name__)
 
 
 class RunFolderTaken(ConfigError):
@@ -65,8 +67,8 @@ def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
 def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str]]:
     """(URL of the run's bucket checkpoint folder, checkpoint names there); (None, []) without a bucket push.
 
-    Raises :class:`RunFolderTaken` when the bucket cannot be listed: a fresh start could not be told apart
-    from a second run that would replace the first one's checkpoints when the bucket comes back.
+    A bucket that cannot be listed (network, credentials, server gone) counts as empty with a warning: the
+    bucket is a mirror and training must not depend on it (README: "Bucket down at start").
     """
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
         return None, []
@@ -83,14 +85,12 @@ def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str]]:
         entries = fs.ls(f"{root}/{key}", detail=True)
     except FileNotFoundError:
         return url, []
-    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone: one paragraph, no traceback
+    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone: the bucket is only a mirror
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        raise RunFolderTaken(
-            f"neo-train cannot check whether {url} already holds checkpoints of a run named "
-            f"{run_identity(cfg)!r} ({reason}), and a fresh run would replace them when they are pushed. "
-            f"Fix: restore access to the bucket and re-run; or train without pushing (sync_checkpoints=false); or "
-            f"continue the run from its newest checkpoint (ckpt_path=auto)."
-        ) from None
+        log.warning("Could not check whether %s already holds checkpoints of run %r (%s): training anyway; if it "
+                    "does, they will be replaced when this run pushes. Stop now and use ckpt_path=auto or another "
+                    "run_name if that is not what you want.", url, run_identity(cfg), reason)
+        return url, []
     names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
     return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")]
 
@@ -141,9 +141,12 @@ def finished_run(cfg: DictConfig) -> FinishedRun | None:
     record = read_summary(run_dir)
     if not record or record.get("status") != "finished" or not local_checkpoints(cfg.paths.checkpoint_dir):
         return None
-    max_epochs = int(cfg.trainer.get("max_epochs") or -1)
-    max_steps = int(cfg.trainer.get("max_steps") or -1)
-    epochs, steps = int(record.get("epochs") or 0), int(record.get("steps") or 0)
+    try:
+        max_epochs = int(cfg.trainer.get("max_epochs") or -1)
+        max_steps = int(cfg.trainer.get("max_steps") or -1)
+        epochs, steps = int(record.get("epochs") or 0), int(record.get("steps") or 0)
+    except (TypeError, ValueError):  # a bad value: the config check names it when the run starts
+        return None
     done = (max_steps > 0 and steps >= max_steps) or (max_epochs > 0 and epochs >= max_epochs)
     if not done:
         return None
@@ -196,6 +199,8 @@ class RunFolderGuard(Callback):
         except ConfigError as exc:
             print(f"neo-train: {exc}", file=sys.stderr, flush=True)
             sys.exit(1)
+        except Exception:  # noqa: BLE001 - an invalid value: the run's config check names it with its fix
+            return
         if finished is not None:
             print_finished(finished)
             sys.exit(0)
