@@ -62,7 +62,13 @@ def execute(cfg: DictConfig) -> Outcome:
     from neo.training.module import NonFiniteLossError
     from neo.training.report import print_summary
     from neo.training.run import train
-    from neo.training.run_folder import RunFolderTaken, finished_run, print_finished, summary_from_record
+    from neo.training.run_folder import (
+        RunFolderTaken,
+        finished_run,
+        print_finished,
+        stopped_run,
+        summary_from_record,
+    )
 
     console = Console(stderr=False)
     try:
@@ -87,6 +93,12 @@ def execute(cfg: DictConfig) -> Outcome:
         console.print("[bold red]neo-train failed[/bold red] (traceback above).", highlight=False)
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
+    if summary.status == "already finished":  # resumed, but a limit was already reached: nothing trained
+        stopped = stopped_run(cfg)
+        if stopped is not None:
+            print_finished(stopped)
+            return Outcome(0, summary_from_record(stopped.record, stopped.run_dir, "already finished"),
+                           untouched=True)
     print_summary(summary, console)
     if summary.status not in ("finished", "already finished"):
         _print_interrupt_checkpoint(console, cfg)

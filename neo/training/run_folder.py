@@ -160,6 +160,22 @@ def finished_run(cfg: DictConfig) -> FinishedRun | None:
     return FinishedRun(run_dir=run_dir, record=record, message=message)
 
 
+def stopped_run(cfg: DictConfig) -> FinishedRun | None:
+    """A run that ``ckpt_path=auto`` resumed without training a step (``trainer.max_time`` used up, early
+    stopping, ``max_epochs`` reached by the checkpoint): its earlier ``summary.json`` is the one to show."""
+    run_dir = Path(str(cfg.paths.run_dir))
+    record = read_summary(run_dir)
+    if not record or record.get("status") != "finished":
+        return None
+    message = (
+        f"run {str(cfg.run_name)!r} already finished: resumed, it had nothing left to train (its trainer.max_time, "
+        f"trainer.max_epochs or early stopping was already reached). Its summary is below. To train it further, "
+        f"raise that limit and keep ckpt_path=auto; for a new run use run_name=<new name>; to start this one over, "
+        f"overwrite=true without ckpt_path."
+    )
+    return FinishedRun(run_dir=run_dir, record=record, message=message)
+
+
 def print_finished(finished: FinishedRun) -> None:
     """Say the run is finished and show its summary table (from ``summary.json``)."""
     from rich.console import Console
