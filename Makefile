@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: synthetic 16:9 dataset (made once), CPU demo recipe, summary table at the end.
+# ckpt_path=auto: run again, it continues an interrupted demo, or shows the finished one's summary (exit 0).
 train: setup
-	$(BIN)/neo-train experiment=cpu_demo
+	$(BIN)/neo-train experiment=cpu_demo ckpt_path=auto
 
 test: setup
 	$(BIN)/python -m pytest -q

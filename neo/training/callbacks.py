@@ -96,6 +96,23 @@ class InterruptCheckpoint(Callback):
         self.ckpt_path = Path(dirpath) / f"{filename}.ckpt"
         self.saved_path: Path | None = None
         self.reason: str | None = None
+        self._saving = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Keep the logging step exact across the resume of an interrupt checkpoint.
+
+        Stopped before a batch finished, the checkpoint is one Lightning restores as "not on a batch end", and
+        it then counts one more stepped batch than ran: the logged steps after a resume would skip one. The
+        count is stored one lower so the resumed run logs the very next step.
+        """
+        if not self._saving or trainer.accumulate_grad_batches != 1:  # with accumulation Lightning adds nothing
+            return
+        progress = trainer.fit_loop.epoch_loop.batch_progress.total
+        on_batch_end = progress.processed == progress.started and progress.completed == progress.processed - 1
+        on_last = progress.ready == progress.started == progress.processed == progress.completed
+        state = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+        if not on_batch_end and not on_last and state.get("_batches_that_stepped", 0) > 0:
+            state["_batches_that_stepped"] -= 1
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.reason = type(exception).__name__
@@ -104,7 +121,11 @@ class InterruptCheckpoint(Callback):
         if not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
             rank_zero_info("Weights are not finite: no interrupt checkpoint written; use the last checkpoint.")
             return
-        trainer.save_checkpoint(self.ckpt_path)
+        self._saving = True
+        try:
+            trainer.save_checkpoint(self.ckpt_path)
+        finally:
+            self._saving = False
         self.saved_path = self.ckpt_path
         rank_zero_info(f"Saved an interrupt checkpoint at step {trainer.global_step}: {self.saved_path}")
 

@@ -38,7 +38,7 @@ def test_credentials_appear_in_no_file_and_no_output(synth_root, tmp_path, endpo
                      run / "train.log", run / "checkpoints/best.ckpt", run / "checkpoints/last.ckpt",
                      tmp_path / "eval/metrics.json", tmp_path / "cache/urls/r2" / url[len("r2://"):]):
         assert expected in written, expected  # the places a leak would be are really searched
-    assert list(run.glob("tensorboard/version_*/events.out.tfevents.*")) and list(run.glob("csv/version_*/*.yaml"))
+    assert list(run.glob("tensorboard/events.out.tfevents.*")) and list(run.glob("csv/version_*/*.yaml"))
     assert {str(p): leaks(p.read_bytes()) for p in written if leaks(p.read_bytes())} == {}
     assert leaks(output(trained).encode()) == [] and leaks(output(evaluated).encode()) == []
     objects = endpoint.client.list_objects_v2(Bucket=BUCKET)["Contents"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.sweeps.helpers import BIN, ENV, cli, output, read_json, write_tiny_experiment
 
 GRID = ["data.resolution=256x144,320x180", "optim.lr=1e-4,2e-4"]
-POINTS = {f"data.resolution={r},optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
+POINTS = {f"data.resolution={r},debug=fast,optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
 
 
 def test_two_by_two_grid_writes_four_runs_and_a_four_row_summary(synth_root: Path, tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_two_by_two_grid_writes_four_runs_and_a_four_row_summary(synth_root: Pat
     assert result.returncode == 0, output(result)
 
     sweep = tmp_path / "outputs/sweeps/tiny_sweep"
-    runs = {p.name for p in sweep.iterdir() if p.is_dir()}
+    runs = {p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")}  # .neo-sweep: bookkeeping
     assert runs == POINTS  # readable folder per point, named after its swept overrides only
     for name in POINTS:
         record = read_json(sweep / name / "summary.json")
@@ -75,7 +75,7 @@ def test_stopped_sweep_point_rerun_continues_in_its_own_folder(synth_root: Path,
 
     again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, output(again)
-    assert [p.name for p in point.parent.iterdir() if p.is_dir()] == [point.name]  # no new folder
+    assert [p.name for p in point.parent.iterdir() if p.is_dir() and not p.name.startswith(".")] == [point.name]  # no new folder
     record = read_json(point / "summary.json")
     assert record["status"] == "finished" and Path(record["resumed_from"]).parent == point / "checkpoints"
     assert record["start_step"] >= 2 and record["steps"] == 16  # continued, not restarted: 8 epochs x 2 steps

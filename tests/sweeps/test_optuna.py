@@ -66,4 +66,5 @@ def test_two_trial_study_runs_and_a_rerun_continues_it(synth_root: Path, tmp_pat
     again = cli("neo-train", *command, "hydra.sweeper.n_trials=1", cwd=tmp_path)
     assert again.returncode == 0, output(again)
     assert len(optuna.load_study(study_name="tiny_optuna", storage=storage).trials) == 3  # continued, not new
-    assert len(list(csv.DictReader((sweep / "summary.csv").open()))) == 3
+    assert len(list(csv.DictReader((sweep / "summary.csv").open()))) == 1  # this invocation's trial only
+    assert "Earlier runs in this folder (2" in (sweep / "summary.md").read_text()

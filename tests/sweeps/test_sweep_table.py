@@ -38,7 +38,8 @@ def test_rows_sorted_by_ap_with_failed_and_unfinished_runs_kept(tmp_path: Path) 
          {"status": "failed", "error": "NonFiniteLossError: non-finite loss | at step 3", "metrics": {}})
     _run(sweep, "r=720p,lr=2", ["paths.root_dir=/x", "r=720p", "lr=2"], None)  # killed before summary.json
 
-    rows = collect(sweep)
+    rows, earlier = collect(sweep)
+    assert earlier == []  # no invocation marked the folder: every run counts
     assert [r.run for r in rows] == ["r=1080p,lr=1", "r=720p,lr=1", "r=1080p,lr=2", "r=720p,lr=2"]
     assert [r.status for r in rows][2:] == ["failed", NO_SUMMARY]
     assert varying_keys(rows) == ["r", "lr"]  # paths.root_dir is the same everywhere

@@ -33,7 +33,8 @@ def test_every_group_option_composes_and_resolves(group: str, option: str) -> No
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in ("data", "model", "optim", "trainer", "callbacks", "paths"):
         assert key in plain, f"{group}={option}: {key} missing"
-    assert plain["paths"]["run_dir"] == "/tmp/neo-test-root/outputs/runs/default"
+    suffix = f"-debug-{option}" if group == "debug" else ""  # a debug run never shares the real run's folder
+    assert plain["paths"]["run_dir"] == f"/tmp/neo-test-root/outputs/runs/default{suffix}"
 
 
 @pytest.mark.parametrize("recipe", _options("experiment"))

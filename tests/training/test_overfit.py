@@ -20,7 +20,7 @@ def test_debug_overfit_drives_the_loss_down(synth_root: Path, tmp_path: Path) ->
     assert cfg.trainer.overfit_batches == 2 and cfg.optim.schedule.name == "constant"
     summary = train(cfg)
     assert summary.steps == 60
-    metrics = next((tmp_path / "outputs/runs/default/csv").glob("version_*")) / "metrics.csv"
+    metrics = next((tmp_path / "outputs/runs/default-debug-overfit/csv").glob("version_*")) / "metrics.csv"
     losses = [float(r["train/loss"]) for r in csv.DictReader(metrics.open()) if r.get("train/loss")]
     assert len(losses) == 60
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
