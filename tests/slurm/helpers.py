@@ -1,0 +1,71 @@
+"""Running ``neo-train -m hydra/launcher=slurm`` against the test cluster, and watching its jobs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.slurm.cluster import Cluster
+
+BIN = Path(sys.executable).parent
+
+
+def launcher(timeout_min: int = 10, signal_delay_s: int = 30, tasks: int = 1) -> list[str]:
+    """``hydra/launcher=slurm`` sized for this 2-core node: ``tasks`` single-CPU tasks, no GPU."""
+    return ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", f"hydra.launcher.tasks_per_node={tasks}",
+            "hydra.launcher.cpus_per_task=1", f"hydra.launcher.timeout_min={timeout_min}",
+            f"hydra.launcher.signal_delay_s={signal_delay_s}", "hydra.launcher.max_num_timeout=3"]
+
+
+def tiny_run(synth_root: Path, out: Path, *extra: str) -> list[str]:
+    """``experiment=cpu_demo`` cut down to seconds: the synthetic test set at 320x180, one thread, no workers."""
+    return ["experiment=cpu_demo", f"paths.root_dir={out}", f"data.root={synth_root}", "data.synthetic=null",
+            "data.num_classes=3", "data.resolution=320x180", "data.batch_size=4", "data.num_workers=0",
+            "data.persistent_workers=false", "data.no_aug_epochs=0", "trainer.precision=32-true",
+            "trainer.max_time=null", "trainer.num_sanity_val_steps=0", "callbacks.progress=null",
+            "callbacks.image_grid=null", "logger=csv", "optim.schedule.warmup=2", "ckpt_path=auto", *extra]
+
+
+def neo_train(cluster: Cluster, cwd: Path, *overrides: str) -> subprocess.Popen:
+    """``neo-train -m <overrides>`` started as a user would, talking to ``cluster``; output in ``cwd/neo-train.log``."""
+    log = (cwd / "neo-train.log").open("a")
+    env = {**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
+    return subprocess.Popen([str(BIN / "neo-train"), "-m", *overrides], cwd=cwd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen, cwd: Path, timeout_s: float) -> tuple[int, str]:
+    """Wait for ``neo-train`` to end; its exit code and output."""
+    process.wait(timeout=timeout_s)
+    return process.returncode, (cwd / "neo-train.log").read_text(errors="replace")
+
+
+def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.5):
+    """Poll ``condition()`` until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def job_ids(sweep: Path) -> list[str]:
+    """The SLURM jobs submitit used for a sweep (its ``.submitit/<id>`` folders: ``7_0``, ``7_1`` for an array)."""
+    folder = sweep / ".submitit"
+    ids = [p.name for p in folder.iterdir() if p.is_dir() and p.name.replace("_", "").isdigit()] \
+        if folder.is_dir() else []
+    return sorted(ids, key=lambda job: tuple(int(part) for part in job.split("_")))
+
+
+def run_dirs(sweep: Path) -> list[Path]:
+    """The sweep's point folders (each holds ``.hydra/``)."""
+    return sorted(p.parent for p in sweep.glob("*/.hydra"))
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
