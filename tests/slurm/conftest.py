@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from tests.slurm.cluster import Cluster, ClusterError, installed, start
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/slurm/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.slurm)
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +28,17 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
         pytest.fail(f"the SLURM cluster did not start: {exc}")
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def long_epoch_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic 16:9 COCO dataset with one long epoch (160 train images at 320x180, 2 val images).
+
+    Long enough that the scheduler's signal (sent up to 30 s after it is due) lands inside the epoch
+    even on a fast machine.
+    """
+    from neo.data.synth import generate_synthetic_coco
+
+    root = tmp_path_factory.mktemp("long_epoch")
+    generate_synthetic_coco(root, num_train=160, num_val=2, size="320x180", num_classes=3, seed=1)
+    return root

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from tests.slurm.cluster import Cluster
 
 BIN = Path(sys.executable).parent
@@ -69,3 +71,39 @@ def run_dirs(sweep: Path) -> list[Path]:
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def job_field(cluster: Cluster, job: str, name: str) -> str:
+    """One ``Name=value`` field of ``scontrol show job`` (``RunTime``, ``TimeLimit``, ``Restarts`` ...)."""
+    out = cluster.run("scontrol", "show", "job", "--oneliner", job)
+    return next(f.split("=", 1)[1] for f in out.split() if f.startswith(f"{name}="))
+
+
+def seconds(duration: str) -> int:
+    """SLURM's ``[days-]hh:mm:ss`` as seconds."""
+    days, _, clock = duration.rpartition("-")
+    parts = [int(x) for x in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return (int(days) if days else 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def bring_time_limit_forward(cluster: Cluster, job: str) -> None:
+    """Shorten a running job's time limit so that it ends 60-120 s from now (SLURM counts whole minutes).
+
+    Submitted with ``signal_delay_s >= 120``, the job is then due its "time limit soon" signal at once;
+    slurmctld checks time limits every 30 s and sends it at its next check, as at a real time limit.
+    """
+    minutes = seconds(job_field(cluster, job, "RunTime")) // 60 + 2
+    cluster.run("scontrol", "update", f"JobId={job}", f"TimeLimit={minutes}")
+
+
+def submitit_log(sweep: Path, job: str) -> str:
+    """Everything submitit's job(s) wrote for ``job`` (stdout and stderr of every run and task)."""
+    return "\n".join(p.read_text(errors="replace") for p in sorted((sweep / ".submitit" / job).glob("*_log.*")))
+
+
+def tensors_equal(a: dict, b: dict) -> list[str]:
+    """Names of the tensors that differ between two state dicts (and names only one of them has)."""
+    names = sorted(set(a) | set(b))
+    return [n for n in names if n not in a or n not in b or not torch.equal(a[n], b[n])]

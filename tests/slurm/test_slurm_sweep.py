@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from tests.faults.conftest import assert_nothing_lost, partial_files
 from tests.slurm.cluster import Cluster
 from tests.slurm.helpers import finish, job_ids, launcher, neo_train, run_dirs, summary, tiny_run
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1200)]
 
 
 def test_lr_sweep_runs_one_slurm_job_per_point_and_lists_both(slurm: Cluster, synth_root: Path,
