@@ -13,8 +13,19 @@ import torch
 
 from tests.faults.conftest import assert_nothing_lost, partial_files
 from tests.slurm.cluster import Cluster
-from tests.slurm.helpers import (bring_time_limit_forward, finish, job_ids, launcher, neo_train, run_dirs,
-                                 submitit_log, summary, tensors_equal, tiny_run, wait_for)
+from tests.slurm.helpers import (
+    bring_time_limit_forward,
+    finish,
+    job_ids,
+    launcher,
+    neo_train,
+    run_dirs,
+    submitit_log,
+    summary,
+    tensors_equal,
+    tiny_run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
 
