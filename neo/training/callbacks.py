@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -15,6 +16,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+
+log = logging.getLogger(__name__)
 
 
 class TrainSpeedMonitor(Callback):
@@ -136,7 +139,12 @@ class InterruptCheckpoint(Callback):
         self._save(trainer, pl_module)
         trainer.strategy.barrier("neo-interrupt-checkpoint")  # every rank's share is written before the requeue
         self._restore_handler()
-        rank_zero_info(f"{self.reason}: stopping after step {trainer.global_step}.")
+        # A requeue sends SIGTERM to every rank; Lightning's SIGTERM handler would start a collective
+        # (a broadcast) inside the handler while the ranks are already leaving: let it pass instead.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _ignore_while_stopping)
+        log.warning("rank %d: %s, interrupt checkpoint written: stopping after step %d",
+                    trainer.global_rank, self.reason, trainer.global_step)
         previous = self._previous_handler
         if callable(previous):
             previous(signal.SIGUSR2, None)  # submitit: rank 0 checkpoints the job, requeues it and exits
@@ -179,6 +187,10 @@ class InterruptCheckpoint(Callback):
         trainer.save_checkpoint(self.ckpt_path)
         self.saved_path = self.ckpt_path
         rank_zero_info(f"Saved an interrupt checkpoint at step {trainer.global_step}: {self.saved_path}")
+
+
+def _ignore_while_stopping(signum: int, frame: Any) -> None:
+    log.info("rank stopping after SIGUSR2: %s ignored", signal.Signals(signum).name)
 
 
 class DataEpochHook(Callback):

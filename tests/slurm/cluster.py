@@ -5,6 +5,8 @@ the munge key, socket and log, ``slurm.conf``, the controller's state, the node'
 nothing under /etc is touched, and the daemons are stopped by the PIDs in their pid files.
 ``AuthInfo=cred_expire`` is lowered from its 120 s default: it is also how long SLURM holds a
 requeued job before starting it again (``man slurm.conf``), the wait every requeue test pays.
+``KillWait`` (SIGTERM to SIGKILL at a requeue or limit) is raised to 120 s so that a rank that hangs
+instead of exiting stays visible long enough for a test to see it.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
 JobRequeue=1
-KillWait=30
+KillWait=120
 InactiveLimit=0
 MinJobAge=600
 NodeName={host} CPUs={cpus} RealMemory=4000 State=UNKNOWN

@@ -107,3 +107,31 @@ def tensors_equal(a: dict, b: dict) -> list[str]:
     """Names of the tensors that differ between two state dicts (and names only one of them has)."""
     names = sorted(set(a) | set(b))
     return [n for n in names if n not in a or n not in b or not torch.equal(a[n], b[n])]
+
+
+def rank_pids(cluster: Cluster, job: str) -> dict[int, int]:
+    """``{rank: pid}`` of the job's running submitit tasks (one per SLURM task; this is a one-node cluster)."""
+    job_id = job_field(cluster, job, "JobId")  # an array task's own numeric id
+    pids = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = dict(item.split("=", 1) for item in (proc / "environ").read_text().split("\0") if "=" in item)
+            cmdline = (proc / "cmdline").read_text()
+        except OSError:
+            continue
+        if environ.get("SLURM_JOB_ID") == job_id and "submitit.core._submit" in cmdline \
+                and environ.get("SLURM_STEP_ID") not in (None, "batch", "4294967294"):
+            pids[int(environ["SLURM_PROCID"])] = int(proc.name)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie has exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "Z")
+    return state not in ("Z", "X")
