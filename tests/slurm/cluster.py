@@ -44,8 +44,17 @@ def install() -> None:
             raise ClusterError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
-def slurm_conf(folder: Path, host: str, cpus: int) -> str:
-    """The ``slurm.conf`` of reference/slurm.md with every path under ``folder`` and a short requeue hold."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
+def slurm_conf(folder: Path, host: str, cpus: int, ports: tuple[int, int]) -> str:
+    """The ``slurm.conf`` of reference/slurm.md with every path under ``folder`` and a short requeue hold.
+
+    ``ports``: slurmctld's and slurmd's (free ones, so a second test session or a site cluster is no clash).
+    """
     return f"""ClusterName=neotest
 SlurmctldHost={host}
 SlurmUser=root
@@ -58,8 +67,8 @@ SlurmctldPidFile={folder}/slurmctld.pid
 SlurmdPidFile={folder}/slurmd.pid
 SlurmctldLogFile={folder}/log/slurmctld.log
 SlurmdLogFile={folder}/log/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort={ports[0]}
+SlurmdPort={ports[1]}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill
@@ -144,7 +153,7 @@ def start(folder: Path, cpus: int = 2, timeout_s: float = 60.0) -> Cluster:
     key.write_bytes(os.urandom(1024))
     os.chmod(key, 0o400)
     conf = folder / "slurm.conf"
-    conf.write_text(slurm_conf(folder, host, cpus))
+    conf.write_text(slurm_conf(folder, host, cpus, (free_port(), free_port())))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     for name in list(env):  # a test run inside a SLURM job must not hand its job's variables to sbatch
         if name.startswith("SLURM_") and name != "SLURM_CONF":
