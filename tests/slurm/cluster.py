@@ -108,8 +108,21 @@ class Cluster:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted((self.folder / "log").glob("*.log")))
 
+    def cancel_all_jobs(self, wait_s: float = 180.0) -> None:
+        """Cancel every job of this (test-only) cluster and wait until none runs."""
+        try:
+            jobs = self.run("squeue", "--noheader", "--format=%A").split()
+            if jobs:
+                self.run("scancel", "--full", *jobs)
+            deadline = time.monotonic() + wait_s
+            while jobs and time.monotonic() < deadline and self.run("squeue", "--noheader", "--format=%A").split():
+                time.sleep(1)
+        except (ClusterError, subprocess.TimeoutExpired):
+            pass  # the controller is already gone: nothing left to cancel
+
     def stop(self) -> None:
-        """Stop slurmd, slurmctld and munged by the PIDs in their pid files (never by name)."""
+        """Cancel its jobs, then stop slurmd, slurmctld and munged by the PIDs in their pid files (never by name)."""
+        self.cancel_all_jobs()
         for pid_file in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
             _kill_pid_file(self.folder / pid_file)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm.cluster import Cluster, ClusterError, installed, start
+from tests.slurm.helpers import stop_launched
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +28,17 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     except ClusterError as exc:
         pytest.fail(f"the SLURM cluster did not start: {exc}")
     yield cluster
+    stop_launched()
     cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_launchers(request: pytest.FixtureRequest):
+    """After each test: a neo-train the test left waiting is stopped and the cluster's jobs cancelled."""
+    yield
+    stop_launched()
+    if "slurm" in request.fixturenames:
+        request.getfixturevalue("slurm").cancel_all_jobs()
 
 
 @pytest.fixture(scope="session")

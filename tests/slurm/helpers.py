@@ -31,12 +31,26 @@ def tiny_run(synth_root: Path, out: Path, *extra: str) -> list[str]:
             "callbacks.image_grid=null", "logger=csv", "optim.schedule.warmup=2", "ckpt_path=auto", *extra]
 
 
+LAUNCHED: list[subprocess.Popen] = []  # every neo-train a test started: stopped by the slurm fixtures if still running
+
+
 def neo_train(cluster: Cluster, cwd: Path, *overrides: str) -> subprocess.Popen:
     """``neo-train -m <overrides>`` started as a user would, talking to ``cluster``; output in ``cwd/neo-train.log``."""
     log = (cwd / "neo-train.log").open("a")
     env = {**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
-    return subprocess.Popen([str(BIN / "neo-train"), "-m", *overrides], cwd=cwd, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([str(BIN / "neo-train"), "-m", *overrides], cwd=cwd, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, text=True)
+    LAUNCHED.append(process)
+    return process
+
+
+def stop_launched() -> None:
+    """Stop the neo-train processes a failed test left waiting (by their own PIDs)."""
+    while LAUNCHED:
+        process = LAUNCHED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
 
 
 def finish(process: subprocess.Popen, cwd: Path, timeout_s: float) -> tuple[int, str]:
