@@ -135,8 +135,10 @@ def rank_pids(cluster: Cluster, job: str) -> dict[int, int]:
             cmdline = (proc / "cmdline").read_text()
         except OSError:
             continue
-        if environ.get("SLURM_JOB_ID") == job_id and "submitit.core._submit" in cmdline \
-                and environ.get("SLURM_STEP_ID") not in (None, "batch", "4294967294"):
+        program = Path(cmdline.split("\0", 1)[0]).name
+        if environ.get("SLURM_JOB_ID") == job_id and environ.get("SLURM_CONF") == cluster.env["SLURM_CONF"] \
+                and program.startswith("python") \
+                and "submitit.core._submit" in cmdline:  # the task itself, not the srun that started it
             pids[int(environ["SLURM_PROCID"])] = int(proc.name)
     return pids
 
