@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from neo.sweeps.dirnames import register_resolvers
+from neo.sweeps.invocation import record_untouched_point
 
 if TYPE_CHECKING:
     from neo.training.report import TrainSummary
@@ -35,9 +36,12 @@ class Outcome:
     code: int
     summary: TrainSummary | None = None
     error: str | None = None
+    untouched: bool = False  # refused, or already finished: the run folder stays exactly as it was
 
     @property
     def status(self) -> str:
+        if self.untouched:
+            return "already finished" if self.code == 0 else "refused"
         if self.code == 0:
             return "finished"
         return "interrupted" if self.code == 130 else "failed"
@@ -58,10 +62,19 @@ def execute(cfg: DictConfig) -> Outcome:
     from neo.training.module import NonFiniteLossError
     from neo.training.report import print_summary
     from neo.training.run import train
+    from neo.training.run_folder import RunFolderTaken, finished_run, print_finished, summary_from_record
 
     console = Console(stderr=False)
     try:
+        finished = finished_run(cfg)
+        if finished is not None:  # ckpt_path=auto on a finished run: say so, show it, change nothing
+            print_finished(finished)
+            return Outcome(0, summary_from_record(finished.record, finished.run_dir, "already finished"),
+                           untouched=True)
         summary = train(cfg)
+    except RunFolderTaken as exc:  # another run's checkpoints are there: refuse, write nothing
+        console.print(f"[bold red]neo-train:[/bold red] {exc}", highlight=False)
+        return Outcome(1, error=f"{type(exc).__name__}: {exc}", untouched=True)
     except (ConfigError, DatasetError) as exc:  # one paragraph naming the value and the fix: no traceback
         console.print(f"[bold red]neo-train:[/bold red] {exc}", highlight=False)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
@@ -75,7 +88,7 @@ def execute(cfg: DictConfig) -> Outcome:
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(1, error=f"{type(exc).__name__}: {exc}")
     print_summary(summary, console)
-    if summary.status != "finished":
+    if summary.status not in ("finished", "already finished"):
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(130, summary)
     return Outcome(0, summary)
@@ -141,7 +154,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             _save_summary(cfg, Outcome(1, error=f"LaunchError: {exc}"), job.overrides)
             sys.exit(1)  # SystemExit passes through Hydra: the whole sweep stops here, before any training
     outcome = execute(cfg)
-    _save_summary(cfg, outcome, job.overrides)
+    if not outcome.untouched:
+        _save_summary(cfg, outcome, job.overrides)
+    elif job.multirun:
+        record_untouched_point(job, outcome.status, outcome.error)
     if outcome.code == 130 or (outcome.code and not job.multirun):
         sys.exit(outcome.code)  # Ctrl-C / SIGTERM stops a sweep too; a failed sweep point does not
     return outcome.best_ap

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from neo.data.coco import CocoDetection, DatasetError
 from neo.data.collate import collate_detection
+from neo.data.loader import ResumableDataLoader
 from neo.data.sampler import EpochShuffleSampler, MultiScaleBatchSampler
 from neo.data.sizes import check_16x9, check_sizes, ladder
 from neo.data.transforms import DetectionTransform
@@ -97,6 +99,8 @@ class NeoDataModule(pl.LightningDataModule):
         self.expected_num_classes = num_classes
         self.datasets: dict[str, CocoDetection] = {}
         self._train_batch_sampler: MultiScaleBatchSampler | None = None
+        self._train_loader: ResumableDataLoader | None = None
+        self._resume_position: dict[str, Any] | None = None  # from a checkpoint: where the next train loader starts
         self._epoch = 0
 
     # ---- metadata (available after setup(); read from the val/train JSON lazily otherwise) ----
@@ -178,12 +182,50 @@ class NeoDataModule(pl.LightningDataModule):
         )
         batch_sampler.set_epoch(self._epoch)
         self._train_batch_sampler = batch_sampler
-        return DataLoader(ds, batch_sampler=batch_sampler, **self.loader_kwargs)
+        loader = ResumableDataLoader(ds, batch_sampler=batch_sampler, progress=self.training_progress,
+                                     generator=self._loader_generator(), **self.loader_kwargs)
+        if self._resume_position is not None:
+            loader.load_state_dict(self._resume_position)
+        self._train_loader = loader
+        return loader
+
+    def _loader_generator(self) -> torch.Generator:
+        """The loader's own generator for worker base seeds: creating an iterator then leaves the global torch
+        RNG alone (the model's denoising draws from it; a resumed run restores it and must find it untouched)."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def training_progress(self) -> tuple[int, int] | None:
+        """(epoch, batches whose training step ran) of the Lightning fit this DataModule serves, else None.
+
+        Lightning's own resume position (it re-runs a batch whose step did not finish), so the checkpointed
+        position agrees with the loop that restores it; a full epoch counts as the next one's start.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return None
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        if done >= trainer.num_training_batches:
+            return trainer.current_epoch + 1, 0
+        return trainer.current_epoch, done
+
+    # ---- checkpoint state: where the training data stream is ----
+    def state_dict(self) -> dict[str, Any]:
+        """``{"train_position": {epoch, batches_done, seed, max_epochs}}`` once a train loader exists.
+
+        Saved by Lightning with every checkpoint and restored before the resumed fit builds its train loader
+        (Lightning's own loader-state restore comes too late when the optimizer setup already built the
+        loader to count steps, which neo's schedules do).
+        """
+        return {"train_position": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Remember the saved position; the next train loader starts there."""
+        self._resume_position = dict(state_dict["train_position"]) if state_dict.get("train_position") else None
 
     def _eval_loader(self, split: str) -> DataLoader:
         ds = self._dataset(split)
         sampler = BatchSampler(SequentialSampler(ds), self.eval_batch_size, drop_last=False)
-        return DataLoader(ds, batch_sampler=sampler, **self.loader_kwargs)
+        return DataLoader(ds, batch_sampler=sampler, generator=self._loader_generator(), **self.loader_kwargs)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -5,6 +5,10 @@ decision lives in the main process and reaches DataLoader workers (even persiste
 the indices. Lightning calls `set_epoch(epoch)` on `batch_sampler.sampler` at every epoch start
 (an `EpochShuffleSampler`, or the DistributedSampler it swaps in under DDP); the batch sampler reads
 the epoch from there, so a Lightning training loop needs no extra call.
+
+Every draw (order, sizes, per-sample augmentation seeds) is a function of (seed, epoch, batch number),
+so a position is just (epoch, batches done): `resume_at` makes the next iteration of that epoch start
+at that batch, with the same images, sizes and seeds an uninterrupted epoch would have given it.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class MultiScaleBatchSampler(BatchSampler):
         self.no_aug_epochs, self.max_epochs, self.seed = no_aug_epochs, max_epochs, seed
         self._epoch = 0
         self._heavy_override: bool | None = None
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip) for the next iteration
+        self.batches_drawn = 0  # batches yielded by the current iteration (this process's count)
 
     @property
     def epoch(self) -> int:
@@ -87,10 +93,23 @@ class MultiScaleBatchSampler(BatchSampler):
             return True
         return self.epoch < self.max_epochs - self.no_aug_epochs
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Continue ``epoch`` after its first ``batches_done`` batches (sets the epoch; applies to the next
+        iteration only; a later epoch starts from its beginning)."""
+        self.set_epoch(epoch)
+        self._resume = (int(epoch), max(0, int(batches_done)))
+
     def __iter__(self) -> Iterator[list[tuple[int, tuple[int, int], bool, int]]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        epoch = self.epoch
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        rng = np.random.default_rng([self.seed, epoch])
         heavy = self.heavy
+        self.batches_drawn = 0
         for n, batch in enumerate(super().__iter__()):
             size = self.sizes[int(rng.integers(len(self.sizes)))] if heavy else self.final_size
-            base = (self.seed * 1_000_003 + self.epoch) * 1_000_003 + n * self.batch_size
+            if n < skip:  # the size draw above still happens: later batches keep their sizes
+                continue
+            base = (self.seed * 1_000_003 + epoch) * 1_000_003 + n * self.batch_size
+            self.batches_drawn = n + 1
             yield [(int(i), size, heavy, (base + k) % 2**63) for k, i in enumerate(batch)]

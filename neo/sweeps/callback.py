@@ -3,7 +3,8 @@
 Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks.sweep_summary``. It acts in ``-m``
 sweeps only:
 
-* ``on_multirun_start``: creates the sweep folder (the Optuna study database lives there).
+* ``on_multirun_start``: creates the sweep folder (the Optuna study database lives there) and marks the
+  start of this invocation (:mod:`neo.sweeps.invocation`): the table covers its runs only.
 * ``on_job_end`` (in the process that ran the job: the local one, or the SLURM job under submitit):
   if the job failed before writing its ``summary.json``, writes one with the error; then refreshes
   the table, so it exists even if the sweep is stopped half-way.
@@ -26,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from neo.files import write_text_atomic
+from neo.sweeps.invocation import mark_start
 from neo.sweeps.table import SUMMARY_JSON, RunRow, to_markdown, write_tables
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,11 @@ class SweepSummary(Callback):
         self.print_table = print_table
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Create the sweep folder first: the Optuna study's sqlite file lives there."""
-        Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        """Create the sweep folder first (the Optuna study's sqlite file lives there) and mark this invocation's
+        start: its table lists only the runs it (re)started."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        mark_start(sweep_dir)
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if not _is_multirun(config) or not _rank_zero():
@@ -88,5 +93,6 @@ class SweepSummary(Callback):
     def render(rows: list[RunRow], sweep_dir: Path, csv_path: Path, md_path: Path) -> str:
         """The printed summary: a title line, the Markdown table, where the files are."""
         failed = sum(not r.ok for r in rows)
-        title = f"neo-train sweep summary: {len(rows)} runs" + (f", {failed} not finished" if failed else "")
+        title = f"neo-train sweep summary: {len(rows)} runs of this invocation" + (
+            f", {failed} not finished" if failed else "")
         return f"\n{title} ({sweep_dir})\n\n{to_markdown(rows, sweep_dir)}\nwritten: {csv_path}\n         {md_path}\n"

@@ -4,7 +4,9 @@ A run folder is any folder under the sweep folder holding Hydra's ``.hydra/overr
 ``summary.json`` (written by every ``neo-train`` run: status, error, best val metrics, epochs, wall
 time, images/s, checkpoints; see :func:`neo.training.report.summary_record`). A folder without
 ``summary.json`` is a run that is still going or was killed; it is listed as such, never dropped.
-Runs of earlier invocations of the same sweep (a re-run, a continued Optuna study) are rows too.
+The table describes one invocation of ``neo-train -m`` (see :mod:`neo.sweeps.invocation`): runs that
+earlier invocations left in the same folder are listed apart in ``summary.md`` ("Earlier runs"), never
+mixed into this invocation's rows, its count or its exit code.
 
 Columns: ``run`` (folder relative to the sweep folder), one column per override whose value differs
 between runs (``data.resolution``, ``optim.lr``, ...), status, AP, AP50, epochs, steps, wall time,
@@ -25,6 +27,7 @@ from typing import Any
 import yaml
 
 from neo.files import write_text_atomic
+from neo.sweeps.invocation import is_current, started_at, untouched_point
 
 SUMMARY_JSON = "summary.json"
 CSV_NAME = "summary.csv"
@@ -50,7 +53,7 @@ class RunRow:
 
     @property
     def ok(self) -> bool:
-        return self.status == "finished"
+        return self.status in ("finished", "already finished")
 
     def override_map(self) -> dict[str, str]:
         """``{"optim.lr": "0.0001", ...}`` from ``["optim.lr=0.0001", ...]``."""
@@ -111,11 +114,40 @@ def find_run_folders(sweep_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def collect(sweep_dir: str | Path) -> list[RunRow]:
-    """Every run of the sweep folder, best val AP first; failed and unfinished runs last."""
-    sweep_dir = Path(sweep_dir)
-    rows = [read_run(folder, sweep_dir) for folder in find_run_folders(sweep_dir)]
+def _ranked(rows: list[RunRow]) -> list[RunRow]:
     return sorted(rows, key=lambda r: (not r.ok, -(r.ap if r.ap is not None else -1.0), r.run))
+
+
+def collect(sweep_dir: str | Path, since: float | None = None) -> tuple[list[RunRow], list[RunRow]]:
+    """(this invocation's runs, earlier runs in the folder), each best val AP first, failed/unfinished last.
+
+    ``since``: the invocation's start (:func:`neo.sweeps.invocation.started_at`); None counts every run.
+    A point this invocation refused or found finished keeps its folder as it was; its row says so.
+    """
+    sweep_dir = Path(sweep_dir)
+    current, earlier = [], []
+    for folder in find_run_folders(sweep_dir):
+        row = read_run(folder, sweep_dir)
+        if not is_current(folder, since):
+            earlier.append(row)
+            continue
+        point = untouched_point(sweep_dir, row.run, since)
+        if point is not None:
+            row.status, row.error = str(point.get("status")), point.get("error")
+            if row.status != "already finished":  # a refused point shows no figures of the run it protected
+                row.ap = row.ap50 = row.epochs = row.steps = row.wall_time_s = row.images_per_s = None
+                row.best_checkpoint = None
+        elif since is not None and not _summary_is_current(folder, since):
+            row = RunRow(run=row.run, overrides=row.overrides)  # started again, no summary of this invocation yet
+        current.append(row)
+    return _ranked(current), _ranked(earlier)
+
+
+def _summary_is_current(folder: Path, since: float) -> bool:
+    try:
+        return (folder / SUMMARY_JSON).stat().st_mtime >= since
+    except OSError:
+        return False
 
 
 def varying_keys(rows: list[RunRow]) -> list[str]:
@@ -188,12 +220,17 @@ def to_markdown(rows: list[RunRow], sweep_dir: str | Path | None = None, max_err
 
 
 def write_tables(sweep_dir: str | Path) -> tuple[list[RunRow], Path, Path]:
-    """Collect the sweep's rows and write ``summary.csv`` + ``summary.md`` into the sweep folder."""
+    """Write this invocation's rows as ``summary.csv`` + ``summary.md`` (which also lists earlier runs of the
+    folder, apart) into the sweep folder; returns this invocation's rows."""
     sweep_dir = Path(sweep_dir)
-    rows = collect(sweep_dir)
+    rows, earlier = collect(sweep_dir, started_at(sweep_dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = sweep_dir / CSV_NAME, sweep_dir / MARKDOWN_NAME
+    markdown = to_markdown(rows, sweep_dir)
+    if earlier:
+        markdown += (f"\n## Earlier runs in this folder ({len(earlier)}, from other invocations; "
+                     f"not part of the table above)\n\n{to_markdown(earlier, sweep_dir)}")
     # atomic: several SLURM jobs may refresh the same table at once
     write_text_atomic(csv_path, to_csv(rows))
-    write_text_atomic(md_path, to_markdown(rows, sweep_dir))
+    write_text_atomic(md_path, markdown)
     return rows, csv_path, md_path

@@ -45,7 +45,7 @@ class TrainSummary:
     epochs: int = 0
     steps: int = 0
     wall_time_s: float = 0.0
-    best_checkpoint: Path | None = None
+    best_checkpoint: Path | str | None = None  # a bucket URL when only the bucket has it
     last_checkpoint: Path | None = None
     tensorboard_dir: Path | None = None
     run_dir: Path | None = None
@@ -108,6 +108,8 @@ def _show(path: Path | None) -> str:
     """A path as a user would type it: relative to the working directory when inside it."""
     if path is None:
         return "-"
+    if "://" in str(path):  # a bucket URL (a checkpoint only the bucket has)
+        return str(path)
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:

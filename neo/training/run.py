@@ -32,6 +32,7 @@ from neo.training.pretrained import (
     read_detector_weights,
 )
 from neo.training.report import TrainSummary, print_config_tree
+from neo.training.run_folder import check_fresh_start, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,29 @@ def instantiate_each(node: DictConfig | None) -> list[Any]:
     if node is None:
         return []
     return [instantiate(child) for _, child in node.items() if child is not None and "_target_" in child]
+
+
+def build_loggers(node: DictConfig | None, resume_step: int | None) -> list[Logger]:
+    """The configured loggers; on a resume TensorBoard continues the run's one log folder, and events at or
+    after the resumed step (written by the interrupted process past its last checkpoint) are dropped
+    (``purge_step``), so every curve stays one monotonic line."""
+    if node is None:
+        return []
+    loggers = []
+    for _, child in node.items():
+        if child is None or "_target_" not in child:
+            continue
+        tensorboard = str(child._target_).rsplit(".", 1)[-1] == TensorBoardLogger.__name__
+        extra = {"purge_step": resume_step} if tensorboard and resume_step is not None else {}
+        loggers.append(instantiate(child, **extra))  # extra keywords reach TensorBoard's SummaryWriter
+    return loggers
+
+
+def _checkpoint_step(path: Path | None) -> int | None:
+    """The optimizer step stored in a checkpoint file (None for no file)."""
+    if path is None:
+        return None
+    return int(torch.load(str(path), map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
 
 
 def resolve_pretrained(model_cfg: dict, storage_cfg: Any) -> dict:
@@ -104,7 +128,7 @@ def checkpoint_plugins(cfg: DictConfig) -> list[Any]:
     from neo.storage import CheckpointSync
     from neo.training.checkpoints import storage_settings
 
-    return [CheckpointSync(storage_settings(cfg.storage), str(cfg.run_name))]
+    return [CheckpointSync(storage_settings(cfg.storage), run_identity(cfg))]
 
 
 def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
@@ -130,6 +154,7 @@ def train(cfg: DictConfig) -> TrainSummary:
     and :class:`NonFiniteLossError` when the loss stops being finite (after saving the last good state).
     """
     check_config(cfg)
+    check_fresh_start(cfg)  # a fresh run never replaces another run's checkpoints (locally or in the bucket)
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     if cfg.get("torch_threads"):
@@ -142,11 +167,11 @@ def train(cfg: DictConfig) -> TrainSummary:
     run_dir.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     module = build_module(cfg)
-    loggers = instantiate_each(cfg.get("logger"))
+    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_identity(cfg), cfg.paths.checkpoint_dir, cfg.get("storage"))
+    loggers = build_loggers(cfg.get("logger"), _checkpoint_step(ckpt))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
     callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
     trainer = build_trainer(cfg, callbacks, loggers)
-    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), str(cfg.run_name), cfg.paths.checkpoint_dir, cfg.get("storage"))
 
     summary = TrainSummary(run_dir=run_dir)
     start = time.perf_counter()
@@ -165,6 +190,9 @@ def train(cfg: DictConfig) -> TrainSummary:
         _fill_summary(summary, trainer, module, callbacks)
         if ckpt:
             summary.resumed_from = Path(ckpt)
+            _locate_best_checkpoint(summary, cfg)
+            if summary.status == "finished" and summary.start_step is not None and summary.steps == summary.start_step:
+                summary.status = "already finished"  # max_epochs / max_time / early stopping: nothing left to do
         if _ranks_ran_in_children(trainer):  # ddp_spawn / ddp_fork: this process only launched them
             _recover_from_checkpoints(summary, trainer, Path(cfg.paths.checkpoint_dir))
     if cfg.get("test_after_fit") and summary.best_checkpoint:
@@ -196,6 +224,25 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     summary.tensorboard_dir = Path(tb.log_dir) if tb is not None else None
     summary.unsynced = list(getattr(trainer.strategy.checkpoint_io, "unsynced", None) or [])
+
+
+def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:
+    """After a resume the restored best path may name a file of another machine or a deleted folder: name
+    where the best checkpoint really is (the fetched copy it was resumed from, else its bucket URL)."""
+    best = summary.best_checkpoint
+    if best is None or Path(best).is_file():
+        return
+    if summary.resumed_from is not None and summary.resumed_from.name == Path(best).name:
+        summary.best_checkpoint = summary.resumed_from
+        return
+    storage = cfg.get("storage")
+    if cfg.get("sync_checkpoints", True) and storage is not None and storage.get("bucket"):
+        from neo.training.checkpoints import storage_settings
+
+        settings = storage_settings(storage)
+        summary.best_checkpoint = settings.url(f"{settings.run_checkpoint_dir(run_identity(cfg))}/{Path(best).name}")
+    else:
+        summary.best_checkpoint = None  # gone, and no bucket copy: say nothing rather than a missing path
 
 
 def _ranks_ran_in_children(trainer: pl.Trainer) -> bool:

@@ -1,0 +1,201 @@
+"""Which run a command is, and whether it may write where it is pointed: runs never overwrite each other.
+
+- :func:`run_identity`: the name a run's checkpoints go under in the bucket (``runs/<name>/checkpoints``) and
+  that ``ckpt_path=auto`` looks for; a debug run (``debug=fast|limit|overfit|profile``) is
+  ``<run_name>-debug-<mode>``, so it never meets the real run's checkpoints.
+- :func:`plan_run`: before anything is written, what the command will do: start fresh, resume, refuse
+  (a fresh start where checkpoints of a run already are, locally or in the bucket: :class:`RunFolderTaken`
+  names both places and the three ways on) or nothing (``ckpt_path=auto`` on a run that already finished:
+  :class:`FinishedRun` carries its ``summary.json``).
+- :class:`RunFolderGuard`: a Hydra callback that applies the plan of a single run before Hydra writes
+  ``.hydra/`` and the log file into the run folder (a refused or finished run leaves the folder as it was).
+  Sweep points are checked by the task itself (Hydra has already made their folders).
+No torch import here: the guard runs in Hydra's launcher before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from neo.training.config_check import ConfigError
+
+SUMMARY_JSON = "summary.json"
+
+
+class RunFolderTaken(ConfigError):
+    """A fresh run was pointed at a folder or bucket prefix that holds another run's checkpoints."""
+
+
+@dataclass
+class FinishedRun:
+    """``ckpt_path=auto`` on a run whose last invocation finished all of ``trainer.max_epochs``."""
+
+    run_dir: Path
+    record: dict[str, Any]
+    message: str
+
+
+def debug_mode(cfg: DictConfig) -> str | None:
+    """``fast`` / ``limit`` / ``overfit`` / ``profile`` when a debug preset is active (``debug_mode`` key)."""
+    mode = cfg.get("debug_mode")
+    return str(mode) if mode else None
+
+
+def run_identity(cfg: DictConfig) -> str:
+    """The run's name for its bucket checkpoints and ``ckpt_path=auto``: ``<run_name>[-debug-<mode>]``."""
+    mode = debug_mode(cfg)
+    return f"{cfg.run_name}-debug-{mode}" if mode else str(cfg.run_name)
+
+
+def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Checkpoint files (``*.ckpt``, not hidden hand-over files) in a run's checkpoint folder."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
+
+
+def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str]]:
+    """(URL of the run's bucket checkpoint folder, checkpoint names there); (None, []) without a bucket push.
+
+    Raises :class:`RunFolderTaken` when the bucket cannot be listed: a fresh start could not be told apart
+    from a second run that would replace the first one's checkpoints when the bucket comes back.
+    """
+    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
+        return None, []
+    from neo.storage.settings import StorageSettings
+
+    settings = StorageSettings.from_config(cfg.storage)
+    key = settings.run_checkpoint_dir(run_identity(cfg))
+    url = settings.url(key)
+    if settings.is_offline:
+        return url, []
+    try:
+        fs, root = settings.bucket_fs()
+        fs.invalidate_cache(f"{root}/{key}")
+        entries = fs.ls(f"{root}/{key}", detail=True)
+    except FileNotFoundError:
+        return url, []
+    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone: one paragraph, no traceback
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise RunFolderTaken(
+            f"neo-train cannot check whether {url} already holds checkpoints of a run named "
+            f"{run_identity(cfg)!r} ({reason}), and a fresh run would replace them when they are pushed. "
+            f"Fix: restore access to the bucket and re-run; or train without pushing (sync_checkpoints=false); or "
+            f"continue the run from its newest checkpoint (ckpt_path=auto)."
+        ) from None
+    names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
+    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")]
+
+
+def check_fresh_start(cfg: DictConfig) -> None:
+    """Refuse (RunFolderTaken) a run without ``ckpt_path`` whose folder or bucket prefix holds checkpoints,
+    unless ``overwrite=true``."""
+    if cfg.get("ckpt_path") is not None or cfg.get("overwrite", False):
+        return
+    checkpoint_dir = Path(str(cfg.paths.checkpoint_dir))
+    local = local_checkpoints(checkpoint_dir)
+    url, remote = bucket_checkpoints(cfg)
+    if not local and not remote:
+        return
+    held = []
+    if local:
+        held.append(f"{checkpoint_dir} holds {', '.join(p.name for p in local)}")
+    if remote:
+        held.append(f"{url} holds {', '.join(remote)}")
+    name = str(cfg.run_name)
+    raise RunFolderTaken(
+        f"run {name!r} already exists: {' and '.join(held)}. A new run there would replace them. Ways on: "
+        f"continue it from its newest checkpoint with ckpt_path=auto (a finished run says so and shows its "
+        f"summary); or start a separate run with run_name={name}_2 (any new name); or replace it on purpose "
+        f"with overwrite=true."
+    )
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run folder's ``summary.json`` (None when absent or unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / SUMMARY_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def finished_run(cfg: DictConfig) -> FinishedRun | None:
+    """The finished run that ``ckpt_path=auto`` points at, when there is nothing left to train.
+
+    Finished: its ``summary.json`` says ``finished`` after ``epochs`` >= this command's ``trainer.max_epochs``
+    (or ``steps`` >= ``trainer.max_steps``), and a checkpoint of it is still there. Raising
+    ``trainer.max_epochs`` makes it unfinished again: ``ckpt_path=auto`` then continues it.
+    """
+    if cfg.get("ckpt_path") != "auto":
+        return None
+    run_dir = Path(str(cfg.paths.run_dir))
+    record = read_summary(run_dir)
+    if not record or record.get("status") != "finished" or not local_checkpoints(cfg.paths.checkpoint_dir):
+        return None
+    max_epochs = int(cfg.trainer.get("max_epochs") or -1)
+    max_steps = int(cfg.trainer.get("max_steps") or -1)
+    epochs, steps = int(record.get("epochs") or 0), int(record.get("steps") or 0)
+    done = (max_steps > 0 and steps >= max_steps) or (max_epochs > 0 and epochs >= max_epochs)
+    if not done:
+        return None
+    limit = f"trainer.max_steps={max_steps}" if max_steps > 0 and steps >= max_steps else \
+        f"trainer.max_epochs={max_epochs}"
+    message = (
+        f"run {str(cfg.run_name)!r} already finished ({epochs} epochs, {steps} steps; {limit}): nothing to train. "
+        f"Its summary is below. To train it further, raise {limit.split('=')[0]} and keep ckpt_path=auto; for a "
+        f"new run use run_name=<new name>; to start this one over, overwrite=true without ckpt_path."
+    )
+    return FinishedRun(run_dir=run_dir, record=record, message=message)
+
+
+def print_finished(finished: FinishedRun) -> None:
+    """Say the run is finished and show its summary table (from ``summary.json``)."""
+    from rich.console import Console
+
+    from neo.training.report import TrainSummary, print_summary
+
+    console = Console()
+    console.print(f"[bold green]neo-train:[/bold green] {finished.message}", highlight=False)
+    print_summary(summary_from_record(finished.record, finished.run_dir, status="already finished"), console)
+
+
+def summary_from_record(record: dict[str, Any], run_dir: Path, status: str):
+    """A :class:`neo.training.report.TrainSummary` rebuilt from a ``summary.json`` record."""
+    from neo.training.report import TrainSummary
+
+    def path(key: str) -> Path | None:
+        return Path(record[key]) if record.get(key) else None
+
+    return TrainSummary(
+        metrics={k: float(v) for k, v in (record.get("metrics") or {}).items() if isinstance(v, (int, float))},
+        images_per_s=float(record.get("images_per_s") or 0.0), epochs=int(record.get("epochs") or 0),
+        steps=int(record.get("steps") or 0), wall_time_s=float(record.get("wall_time_s") or 0.0),
+        best_checkpoint=path("best_checkpoint"), last_checkpoint=path("last_checkpoint"),
+        tensorboard_dir=path("tensorboard_dir"), run_dir=run_dir, status=status,
+    )
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback: a single run that would overwrite another run, or has nothing left to train, stops
+    before Hydra writes into its folder (exit 1 with one paragraph / exit 0 with the summary)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            finished = finished_run(config)
+            if finished is None:
+                check_fresh_start(config)
+        except ConfigError as exc:
+            print(f"neo-train: {exc}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        if finished is not None:
+            print_finished(finished)
+            sys.exit(0)
