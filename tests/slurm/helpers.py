@@ -151,3 +151,10 @@ def alive(pid: int) -> bool:
         return False
     state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "Z")
     return state not in ("Z", "X")
+
+
+def completed(cluster: Cluster, job: str) -> None:
+    """Wait until SLURM records ``job`` as COMPLETED (the launcher returns as soon as the result is written,
+    while the job's last step is still ending)."""
+    wait_for(lambda: cluster.job_state(job) not in ("RUNNING", "COMPLETING"), 180, f"job {job} to end")
+    assert cluster.job_state(job) == "COMPLETED"

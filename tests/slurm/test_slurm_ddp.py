@@ -20,6 +20,7 @@ from tests.slurm.cluster import Cluster
 from tests.slurm.helpers import (
     alive,
     bring_time_limit_forward,
+    completed,
     finish,
     job_ids,
     launcher,
@@ -91,7 +92,8 @@ def test_sigusr2_stops_both_ddp_ranks_whichever_receive_it(slurm: Cluster, long_
 
     code, out = finish(process, tmp_path, timeout_s=1200)
     assert code == 0, out[-6000:] + submitit_log(sweep, job)
-    assert slurm.job_state(job) == "COMPLETED" and run_dirs(sweep) == [point]
+    completed(slurm, job)
+    assert run_dirs(sweep) == [point]
     record = summary(point)
     assert record["status"] == "finished" and record["steps"] == STEPS, record
     assert Path(record["resumed_from"]) == point / "checkpoints/interrupted.ckpt" and record["start_step"] == stop

@@ -17,6 +17,7 @@ from tests.faults.conftest import assert_nothing_lost, partial_files
 from tests.slurm.cluster import Cluster
 from tests.slurm.helpers import (
     bring_time_limit_forward,
+    completed,
     finish,
     job_ids,
     launcher,
@@ -75,7 +76,7 @@ def test_time_limit_mid_epoch_requeues_and_ends_with_the_uninterrupted_weights(s
     assert code == 0, out[-6000:] + submitit_log(sweep, job)
     log = submitit_log(sweep, job)
     assert "Caught signal SIGUSR2" in log and f"Requeued job {job}" in log
-    assert slurm.job_state(job) == "COMPLETED"
+    completed(slurm, job)
     record = summary(point)
     assert record["status"] == "finished" and record["steps"] == STEPS, record
     assert Path(record["resumed_from"]) == interrupted and record["start_step"] == stopped_step

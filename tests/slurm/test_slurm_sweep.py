@@ -9,7 +9,7 @@ import pytest
 
 from tests.faults.conftest import assert_nothing_lost, partial_files
 from tests.slurm.cluster import Cluster
-from tests.slurm.helpers import finish, job_ids, launcher, neo_train, run_dirs, summary, tiny_run
+from tests.slurm.helpers import completed, finish, job_ids, launcher, neo_train, run_dirs, summary, tiny_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1200)]
 
@@ -25,7 +25,8 @@ def test_lr_sweep_runs_one_slurm_job_per_point_and_lists_both(slurm: Cluster, sy
     sweep = tmp_path / "outputs/sweeps/cpu_demo"
     jobs = job_ids(sweep)
     assert len(jobs) == 2, jobs  # one SLURM job per sweep point
-    assert {slurm.job_state(job) for job in jobs} == {"COMPLETED"}
+    for job in jobs:
+        completed(slurm, job)
     points = run_dirs(sweep)
     assert len(points) == 2
     for point in points:
