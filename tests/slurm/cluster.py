@@ -56,7 +56,7 @@ def slurm_conf(folder: Path, host: str, cpus: int, ports: tuple[int, int]) -> st
     ``ports``: slurmctld's and slurmd's (free ones, so a second test session or a site cluster is no clash).
     """
     return f"""ClusterName=neotest
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -80,7 +80,7 @@ JobRequeue=1
 KillWait=120
 InactiveLimit=0
 MinJobAge=600
-NodeName={host} CPUs={cpus} RealMemory=4000 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE OverSubscribe=FORCE:4 State=UP
 """
 
