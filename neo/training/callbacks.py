@@ -137,7 +137,7 @@ class InterruptCheckpoint(Callback):
             return
         self.reason = signal.Signals(self._stop_signal or signal.SIGUSR2).name
         self._save(trainer, pl_module)
-        trainer.strategy.barrier("neo-interrupt-checkpoint")  # every rank's share is written before the requeue
+        trainer.strategy.barrier("neo-interrupt-checkpoint")  # the file is complete before rank 0 requeues the job
         self._restore_handler()
         # A requeue sends SIGTERM to every rank; Lightning's SIGTERM handler would start a collective
         # (a broadcast) inside the handler while the ranks are already leaving: let it pass instead.
