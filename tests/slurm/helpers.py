@@ -71,11 +71,16 @@ def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.5):
 
 
 def job_ids(sweep: Path) -> list[str]:
-    """The SLURM jobs submitit used for a sweep (its ``.submitit/<id>`` folders: ``7_0``, ``7_1`` for an array)."""
+    """The SLURM jobs submitit ran for a sweep, from its ``.submitit/<id>`` folders.
+
+    One point is one plain job (``7``); several are one array (``7_0``, ``7_1``; ``7`` then only holds the
+    array's submission script).
+    """
     folder = sweep / ".submitit"
     ids = [p.name for p in folder.iterdir() if p.is_dir() and p.name.replace("_", "").isdigit()] \
         if folder.is_dir() else []
-    return sorted(ids, key=lambda job: tuple(int(part) for part in job.split("_")))
+    tasks = [job for job in ids if "_" in job]
+    return sorted(tasks or ids, key=lambda job: tuple(int(part) for part in job.split("_")))
 
 
 def run_dirs(sweep: Path) -> list[Path]:
