@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.neo-installed
 # The pip cap: never upgrade pip past it; torch 2.14.1 + torchvision 0.29.1 resolve from this machine's disk with it.
 PIP_CAP := pip<25
 
-.PHONY: setup train test bench lint clean
+.PHONY: setup train test test-slurm bench lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ train: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The SLURM suite (tests/slurm, marker `slurm`, left out of `make test`): a real single-node scheduler
+# started by the tests; installs slurm-wlm + munge with apt-get if missing (needs root, as CI is).
+test-slurm: setup
+	$(BIN)/python -m pytest -q -m slurm tests/slurm
 
 bench: setup
 	$(BIN)/neo-bench all

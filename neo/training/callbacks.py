@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
+
+log = logging.getLogger(__name__)
 
 
 class TrainSpeedMonitor(Callback):
@@ -82,12 +87,21 @@ class TrainSpeedMonitor(Callback):
 
 
 class InterruptCheckpoint(Callback):
-    """Saves ``<dirpath>/<filename>.ckpt`` when fit stops on Ctrl-C, SIGTERM or an error after training began.
+    """Saves ``<dirpath>/<filename>.ckpt`` when fit stops on Ctrl-C, SIGTERM, SIGUSR2 or an error after training began.
 
     Weights that are no longer finite are not saved (the last regular checkpoint is the good state).
     ``saved_path`` and ``reason`` tell the CLI what happened. (Not Lightning's OnExceptionCheckpoint:
     with that callback present, ``fit(ckpt_path=None)`` silently resumes from its file; neo resumes
     only when asked, with ``ckpt_path=auto``.)
+
+    SIGUSR2 is SLURM's "time limit soon" signal (``hydra/launcher=slurm``): while training, this callback
+    replaces the process's SIGUSR2 handler (submitit's, which requeues the job and exits at once, in the
+    middle of whatever runs) with one that only notes the request. After each optimizer step every rank
+    shares its note (one all-reduce of one number under DDP), so the stop happens on all ranks at the same
+    step whichever ranks received the signal (SLURM may signal only some tasks): every rank takes part in
+    saving the checkpoint, then the original handler runs on every rank (submitit: rank 0 requeues the
+    job, the others return) and the process exits. Without a previous handler the run just stops with
+    the checkpoint, as Ctrl-C does.
     """
 
     def __init__(self, dirpath: str | Path, filename: str = "interrupted") -> None:
@@ -97,6 +111,65 @@ class InterruptCheckpoint(Callback):
         self.saved_path: Path | None = None
         self.reason: str | None = None
         self._saving = False
+        self._stop_signal: int | None = None
+        self._previous_handler: Any = None
+        self._handler_installed = False
+        self._checked_step = -1
+
+    # --- SIGUSR2: note it, stop every rank together at the next optimizer step -------------------------------
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_signal, self._checked_step = None, trainer.global_step
+        previous = signal.getsignal(signal.SIGUSR2)
+        if previous is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+            return  # the user asked to ignore it (or signals cannot be set from this thread)
+        self._previous_handler = previous
+        signal.signal(signal.SIGUSR2, self._note_stop_request)
+        self._handler_installed = True
+
+    def _note_stop_request(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if not self._handler_installed or trainer.global_step == self._checked_step:
+            return  # inside a gradient-accumulation window: a checkpoint here would drop the partial gradients
+        self._checked_step = trainer.global_step
+        if not self._stop_requested_on_any_rank(trainer, pl_module):
+            return
+        self.reason = signal.Signals(self._stop_signal or signal.SIGUSR2).name
+        self._save(trainer, pl_module)
+        trainer.strategy.barrier("neo-interrupt-checkpoint")  # the file is complete before rank 0 requeues the job
+        self._restore_handler()
+        # A requeue sends SIGTERM to every rank; Lightning's SIGTERM handler would start a collective
+        # (a broadcast) inside the handler while the ranks are already leaving: let it pass instead.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _ignore_while_stopping)
+        log.warning("rank %d: %s, interrupt checkpoint written: stopping after step %d",
+                    trainer.global_rank, self.reason, trainer.global_step)
+        previous = self._previous_handler
+        if callable(previous):
+            previous(signal.SIGUSR2, None)  # submitit: rank 0 checkpoints the job, requeues it and exits
+        raise SystemExit(-1)  # every other rank (and runs without a handler) stop here too
+
+    def _stop_requested_on_any_rank(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        requested = torch.tensor([1 if self._stop_signal is not None else 0], device=pl_module.device)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(requested, op=torch.distributed.ReduceOp.MAX)
+        if requested.item() and self._stop_signal is None:
+            self._stop_signal = int(signal.SIGUSR2)  # another rank received it
+        return bool(requested.item())
+
+    def _restore_handler(self) -> None:
+        if self._handler_installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR2, self._previous_handler)
+        self._handler_installed = False
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handler()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handler()
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Keep the logging step exact across the resume of an interrupt checkpoint.
@@ -114,10 +187,18 @@ class InterruptCheckpoint(Callback):
         if not on_batch_end and not on_last and state.get("_batches_that_stepped", 0) > 0:
             state["_batches_that_stepped"] -= 1
 
+    # --- Ctrl-C, SIGTERM, errors ----------------------------------------------------------------------------
+
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+        if self.saved_path is not None and self._stop_signal is not None:
+            return  # the SIGUSR2 stop already saved this step on every rank
         self.reason = type(exception).__name__
         if not trainer.state.fn or trainer.state.fn.value != "fit" or trainer.global_step == 0:
             return  # nothing trained yet: nothing worth saving
+        self._save(trainer, pl_module)
+
+    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
             rank_zero_info("Weights are not finite: no interrupt checkpoint written; use the last checkpoint.")
             return
@@ -128,6 +209,10 @@ class InterruptCheckpoint(Callback):
             self._saving = False
         self.saved_path = self.ckpt_path
         rank_zero_info(f"Saved an interrupt checkpoint at step {trainer.global_step}: {self.saved_path}")
+
+
+def _ignore_while_stopping(signum: int, frame: Any) -> None:
+    log.info("rank stopping after SIGUSR2: %s ignored", signal.Signals(signum).name)
 
 
 class DataEpochHook(Callback):
