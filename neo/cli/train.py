@@ -1,8 +1,7 @@
 """`neo-train`: compose the config (pkg://conf, train.yaml), train, print the summary table.
 
-    neo-train experiment=cpu_demo              # the demo `make train` runs
-    neo-train experiment=cpu_demo debug=fast   # one batch through everything
-    neo-train experiment=cpu_demo ckpt_path=auto
+    neo-train experiment=cpu_demo ckpt_path=auto   # the demo `make train` runs: continues it or shows it finished
+    neo-train experiment=cpu_demo debug=fast       # one batch through everything, in its own folder
     neo-train -m experiment=sweep_res_lr       # a resolution x lr grid, summary table at the end
     neo-train --check experiment=cpu_demo data.root=/data/mine   # validate only: errors or "configuration OK"
 The configuration is checked before torch, Lightning or timm load, so a bad override is answered in
