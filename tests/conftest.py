@@ -11,7 +11,24 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_stream():
+    """In-process CLI runs (Hydra, neo's console setup) attach log handlers to the streams pytest captures
+    for that test; once those are closed, a later test's log record would print a "Logging error"
+    traceback. Drop such handlers after every test (a real process runs one command and has no such case)."""
+    yield
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> int:
     from neo.evaluation.per_class import print_class_table
 
     console = Console()
-    title = f"neo-eval: {result['split']}, {result['weights']} weights, precision {result['precision']}"
+    title = f"neo-eval: {result['split']}, {result['weights']} weights (precision {result['precision']})"
     table = Table(title=title, title_justify="left", min_width=len(title))
     table.add_column("metric", min_width=6)
     table.add_column("value", justify="right", min_width=6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,12 @@ def test_state_dict_names_and_shapes_match_official(name, stem):
     net, _, _ = _build_meta(name)
     ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     ref = _reference_keys(stem)
-    if stem.startswith("rtdetrv2"):  # v2: size-bound buffers, derived buffer, renamed enc_output
+    if stem.startswith("rtdetrv2"):  # v2: size-bound buffers, derived buffer, renamed enc_output and input_proj
         ref = {k: v for k, v in ref.items() if not k.endswith(("anchors", "valid_mask", "num_points_scale"))}
         ref = {
-            k.replace("enc_output.proj.", "enc_output.0.").replace("enc_output.norm.", "enc_output.1."): v
+            re.sub(r"^(encoder\.input_proj\.\d+)\.conv\.", r"\1.0.",
+                   re.sub(r"^(encoder\.input_proj\.\d+)\.norm\.", r"\1.1.",
+                          k.replace("enc_output.proj.", "enc_output.0.").replace("enc_output.norm.", "enc_output.1."))): v
             for k, v in ref.items()
         }
     assert set(ref) - set(ours) == set()

@@ -15,9 +15,9 @@ from tests.training.helpers import compose_train
 
 
 def _events(run_dir: Path) -> EventAccumulator:
-    folders = sorted((run_dir / "tensorboard").glob("version_*"))
-    assert folders, f"no TensorBoard folder in {run_dir}"
-    events = EventAccumulator(str(folders[-1]), size_guidance={"images": 0, "scalars": 0})
+    folder = run_dir / "tensorboard"  # one history per run (a resume appends to it)
+    assert list(folder.glob("events.out.tfevents.*")), f"no TensorBoard events in {folder}"
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     return events
 
