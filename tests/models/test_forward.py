@@ -54,10 +54,14 @@ def test_uint8_and_float_inputs_agree(tiny):
     net, _, _ = tiny
     net.eval()
     images, _ = make_shapes(1, 144, 256)
+    # The two inputs reach the network as the same tensor up to float rounding ...
+    assert torch.allclose(net.normalize(images), net.normalize(images.float() / 255.0), atol=1e-6)
     with torch.no_grad():
         a = net(images)["pred_logits"]
         b = net(images.float() / 255.0)["pred_logits"]
-    assert torch.allclose(a, b, atol=1e-4)
+    # ... which a randomly initialised net can amplify to ~1e-3 in its logits, depending on the oneDNN
+    # kernels earlier tests in the process warmed up (seen after the in-process neo-predict tests).
+    assert torch.allclose(a, b, atol=2e-3)
 
 
 def test_deploy_leaves_eval_outputs_unchanged():
