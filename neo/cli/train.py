@@ -174,7 +174,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from neo.sweeps.job import current_job, use_job_dir
 
     _restore_hydra_error_mode()  # composition is done: errors from here on are neo's
-    quiet_console()
     job = current_job()
     if job.multirun:
         use_job_dir(cfg, job)
@@ -188,6 +187,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if _check_only:
         print("neo-train: configuration OK (nothing was run; drop --check to train).")
         return None
+    quiet_console()  # after the check: it imports Lightning, which a refused configuration never needs
     if job.multirun:
         from neo.training.launch_check import LaunchError, check_multirun_launch
 

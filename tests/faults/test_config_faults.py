@@ -93,6 +93,10 @@ def test_neo_train_check_validates_without_training(synth_root, tmp_path):
     assert bad.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert "optim.lr='abc' must be a number in (0, 1]" in text and "configuration OK" not in text
     assert list(tmp_path.rglob("*.ckpt")) == [] and list(tmp_path.rglob("summary.json")) == []
+    from neo.bench.config import heavy_imports  # the answer comes before torch, Lightning or timm load
+
+    rest = [o for o in train_overrides(synth_root, tmp_path, "optim.lr=abc") if not o.startswith("paths.root_dir=")]
+    assert heavy_imports(rest, tmp_path) == []
 
 
 def test_neo_train_unknown_storage_option_is_not_silently_dropped(tmp_path):
