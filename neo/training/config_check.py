@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from neo.config_problems import problem
 from neo.data.settings import data_problems, dataset_path_problems
 from neo.training.ema_settings import ema_problems
-from neo.training.optim_settings import OptimSettings
+from neo.training.optim_settings import OptimSettings, fused_problem
 from neo.training.run_settings import run_problems
 from neo.training.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
 
@@ -147,10 +147,41 @@ def check_machine(cfg: DictConfig) -> str | None:
     return None
 
 
+def _fused_optimizer_problem(cfg: DictConfig, cuda_available: bool | None) -> str | None:
+    """``optim.fused=true`` with clipping under a mixed precision (``auto`` resolved where it can be)."""
+    trainer = _trainer(cfg)
+    precision = canonical_precision(trainer.get("precision", "auto"))
+    if precision == "auto":  # auto is mixed precision wherever a GPU trains (neo.training.machine)
+        from neo.training.machine import uses_gpu
+
+        accelerator = str(trainer.get("accelerator", "auto"))
+        if accelerator == "auto" and cuda_available is None:
+            return None  # the machine decides: check_fused_fits_this_machine
+        if uses_gpu(accelerator, bool(cuda_available)):
+            precision = "bf16-mixed"  # or 16-mixed: the same rule holds for both
+    return fused_problem(_node(cfg, "optim.fused"), precision, trainer.get("gradient_clip_val"))
+
+
+def check_fused_fits_clipping(cfg: DictConfig) -> str | None:
+    """Fused AdamW cannot be clipped under Lightning's AMP plugin (see :func:`neo.training.optim_settings.fused_adamw`)."""
+    return _fused_optimizer_problem(cfg, None)
+
+
+def check_fused_fits_this_machine(cfg: DictConfig) -> str | None:
+    """The same rule where ``trainer.accelerator=auto`` and ``precision=auto`` leave the precision to the machine."""
+    trainer = _trainer(cfg)
+    if str(trainer.get("accelerator", "auto")) != "auto" or canonical_precision(trainer.get("precision", "auto")) != "auto":
+        return None
+    from neo.training.machine import cuda_status
+
+    return _fused_optimizer_problem(cfg, cuda_status()[0])
+
+
 RULES: list[Callable[[DictConfig], str | None]] = [
     check_num_classes, check_milestones_fit_run, check_precision_fits_accelerator, check_storage_choice,
+    check_fused_fits_clipping,
 ]
-MACHINE_RULES: list[Callable[[DictConfig], str | None]] = [check_machine]
+MACHINE_RULES: list[Callable[[DictConfig], str | None]] = [check_machine, check_fused_fits_this_machine]
 
 
 # ------------------------------------------------------------------ warnings (resolved conflicts)

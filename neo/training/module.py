@@ -221,7 +221,8 @@ class RTDETRModule(pl.LightningModule):
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         optim_cfg = self.hparams["optim"]
-        optimizer = build_adamw(self.net, optim_cfg, device_type=self.device.type)
+        optimizer = build_adamw(self.net, optim_cfg, device_type=self.device.type,
+                                precision=str(self.trainer.precision), gradient_clip_val=self.trainer.gradient_clip_val)
         total = int(self.trainer.estimated_stepping_batches)
         max_epochs = self.trainer.max_epochs or 0
         steps_per_epoch = max(1, total // max_epochs) if max_epochs > 0 else total

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from neo.training.optim_settings import OptimSettings
+from neo.config_problems import raise_problems
+from neo.training.optim_settings import OptimSettings, fused_adamw, fused_problem
 
 # Module types whose parameters never get weight decay (their weights are scales/offsets or lookups).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
@@ -93,12 +94,22 @@ def build_param_groups(module: nn.Module, spec: ParamGroupSpec) -> list[dict]:
     return groups
 
 
-def build_adamw(module: nn.Module, optim_cfg: Mapping, device_type: str = "cpu") -> torch.optim.AdamW:
-    """AdamW over :func:`build_param_groups`; fused kernels on CUDA when ``optim.fused`` is auto/true.
+def build_adamw(
+    module: nn.Module,
+    optim_cfg: Mapping,
+    device_type: str = "cpu",
+    precision: str = "32-true",
+    gradient_clip_val: float | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over :func:`build_param_groups`, fused or not as :func:`fused_adamw` decides for the whole run.
 
-    ``optim_cfg`` is checked by :class:`OptimSettings` (a ``SettingsError`` names every bad value).
+    ``precision`` (Lightning's canonical name) and ``gradient_clip_val`` are the trainer's: with a mixed
+    precision and clipping, ``optim.fused=auto`` builds the foreach AdamW (Lightning's AMP plugin refuses to
+    clip a fused optimizer) and ``optim.fused=true`` is refused. ``optim_cfg`` is checked by
+    :class:`OptimSettings` (a ``SettingsError`` names every bad value).
     """
     settings = OptimSettings.from_config(optim_cfg)
+    raise_problems([p for p in [fused_problem(settings.fused, precision, gradient_clip_val)] if p])
     spec = ParamGroupSpec(
         lr=float(settings.lr),
         weight_decay=float(settings.weight_decay),
@@ -108,7 +119,7 @@ def build_adamw(module: nn.Module, optim_cfg: Mapping, device_type: str = "cpu")
         no_decay_names=list(settings.no_decay_names),
     )
     groups = build_param_groups(module, spec)
-    fused = device_type == "cuda" if settings.fused == "auto" else bool(settings.fused)
+    fused = fused_adamw(settings.fused, precision, gradient_clip_val, device_type)
     for group in groups:
         group.pop("param_names")
     return torch.optim.AdamW(

@@ -14,6 +14,40 @@ from neo.config_problems import is_number, node_problems, problem, raise_problem
 from neo.training.schedule import ScheduleSettings
 
 FUSED_CHOICES = ("auto", True, False)
+# Lightning's MixedPrecision plugin (torch.autocast) serves these precisions. Its ``clip_gradients`` refuses any
+# optimizer that unscales gradients inside its own step (``_step_supports_amp_scaling``, which fused AdamW sets),
+# whatever the scaler: clipping needs the true gradients before the step, so it must see them unscaled first.
+AMP_PRECISIONS = ("16-mixed", "bf16-mixed")
+
+
+def clips_gradients(gradient_clip_val: Any) -> bool:
+    """Whether Lightning clips: ``trainer.gradient_clip_val`` set and above 0 (null and 0 mean no clipping)."""
+    return is_number(gradient_clip_val) and gradient_clip_val > 0
+
+
+def fused_adamw(fused: str | bool, precision: str, gradient_clip_val: Any, device_type: str) -> bool:
+    """Whether to build AdamW with fused kernels for this optimizer x precision x clipping x device combination.
+
+    ``auto``: fused on CUDA unless Lightning's AMP plugin would refuse it (a mixed ``precision`` with clipping),
+    so auto never builds a combination that crashes at the first optimizer step; foreach AdamW otherwise (the
+    same update, a few more kernel launches). ``True``/``False`` are taken as given; ``True`` where Lightning
+    refuses it is :func:`fused_problem`'s to report. ``precision`` is Lightning's canonical name ("16-mixed").
+    """
+    if fused == "auto":
+        return device_type == "cuda" and fused_problem(True, precision, gradient_clip_val) is None
+    return bool(fused)
+
+
+def fused_problem(fused: Any, precision: Any, gradient_clip_val: Any) -> str | None:
+    """The message refusing ``optim.fused=true`` where Lightning's AMP plugin refuses to clip, else None."""
+    if fused is True and precision in AMP_PRECISIONS and clips_gradients(gradient_clip_val):
+        return problem("optim.fused", fused,
+                       f"cannot run with trainer.precision={precision} and trainer.gradient_clip_val={gradient_clip_val}: "
+                       "Lightning's mixed-precision plugin refuses to clip the gradients of a fused optimizer "
+                       "(it unscales them inside its step, after clipping would have run)",
+                       "use optim.fused=auto (fused only where it can run) or optim.fused=false; or "
+                       "trainer.gradient_clip_val=0 / precision=32-true to keep fused kernels")
+    return None
 
 
 @dataclass(frozen=True)
