@@ -124,7 +124,8 @@ def test_missing_dataset_path_is_named(tmp_path: Path) -> None:
 def test_default_config_is_valid_and_the_checker_keeps_only_cross_key_rules() -> None:
     assert check_config(_compose()) == []
     assert [rule.__name__ for rule in RULES] == [
-        "check_num_classes", "check_milestones_fit_run", "check_precision_fits_accelerator", "check_storage_choice"]
+        "check_num_classes", "check_milestones_fit_run", "check_precision_fits_accelerator", "check_storage_choice",
+        "check_fused_fits_clipping"]
 
 
 @pytest.mark.parametrize("override", ["trainer.precision=16", "trainer.precision='16'", "trainer.precision=32",
