@@ -118,7 +118,8 @@ def _num_boxes_worker(rank: int, world: int, port: int, queue) -> None:
     try:
         n_gt = [3, 0][rank]  # rank 1 has an empty batch
         targets = [{"labels": torch.zeros(n_gt, dtype=torch.int64)}]
-        queue.put((rank, SetCriterion.num_boxes(targets, torch.device("cpu"))))
+        n = SetCriterion.num_boxes(targets, torch.device("cpu"))  # a 0-dim tensor on the device (no host sync)
+        queue.put((rank, float(n)))
     finally:
         dist.destroy_process_group()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import box_convert
 
 from .layers import inverse_sigmoid
@@ -29,7 +30,8 @@ def build_denoising_queries(
         dn_query: [B, D, C] class-embedded content queries (D = 2 * max_gt * G)
         dn_ref_unact: [B, D, 4] noisy boxes in logit space
         attn_mask: [D + num_queries, D + num_queries] bool, True = may NOT attend
-        dn_meta: {"dn_positive_idx": list of B int64 [n_i * G], "dn_num_group": G,
+        dn_meta: {"dn_positive_idx": list of B host int64 [n_i * G] (positions in D, group-major),
+                  "dn_num_group": G,
                   "dn_num_split": [D, num_queries]}
     """
     device = class_embed.weight.device
@@ -38,14 +40,14 @@ def build_denoising_queries(
     max_gt = max(max(num_gts, default=0), 1)
     groups = max(1, num_denoising // max_gt)
 
-    labels = torch.full((b, max_gt), num_classes, dtype=torch.long, device=device)
-    boxes = torch.zeros(b, max_gt, 4, device=device)
-    valid = torch.zeros(b, max_gt, dtype=torch.bool, device=device)
-    for i, (t, n) in enumerate(zip(targets, num_gts, strict=True)):
-        if n:
-            labels[i, :n] = t["labels"].to(device)
-            boxes[i, :n] = t["boxes"].to(device=device, dtype=boxes.dtype)
-            valid[i, :n] = True
+    if max(num_gts, default=0) > 0:  # pad every image's ground truth to max_gt: one op each, no per-image copies
+        labels = pad_sequence([t["labels"].to(device=device, dtype=torch.long) for t in targets], batch_first=True, padding_value=num_classes)
+        boxes = pad_sequence([t["boxes"].to(device=device, dtype=torch.get_default_dtype()) for t in targets],
+                             batch_first=True)
+    else:
+        labels = torch.full((b, max_gt), num_classes, dtype=torch.long, device=device)
+        boxes = torch.zeros(b, max_gt, 4, device=device)
+    valid = labels < num_classes  # real labels are 0..num_classes-1, padding is num_classes
 
     labels = labels.repeat(1, 2 * groups)
     boxes = boxes.repeat(1, 2 * groups, 1)
@@ -53,8 +55,9 @@ def build_denoising_queries(
     negative = torch.zeros(b, 2 * max_gt, 1, device=device)
     negative[:, max_gt:] = 1
     negative = negative.repeat(1, groups, 1)
-    positive = (1 - negative[..., 0]).bool() & valid
-    positive_idx = torch.nonzero(positive)[:, 1].split([n * groups for n in num_gts])
+    # positive query k of group g sits at g * 2 * max_gt + k: known on the host from the counts, no nonzero()
+    group_start = torch.arange(groups, dtype=torch.int64)[:, None] * (2 * max_gt)
+    positive_idx = [(group_start + torch.arange(n, dtype=torch.int64)[None, :]).flatten() for n in num_gts]
     num_dn = 2 * max_gt * groups
 
     if label_noise_ratio > 0:
@@ -79,7 +82,7 @@ def build_denoising_queries(
     # matching queries never see dn queries; dn groups never see each other
     attn_mask = is_dn[None, :] & (~is_dn[:, None] | (group_id[:, None] != group_id[None, :]))
     meta = {
-        "dn_positive_idx": list(positive_idx),
+        "dn_positive_idx": positive_idx,
         "dn_num_group": groups,
         "dn_num_split": [num_dn, num_queries],
     }

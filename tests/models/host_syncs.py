@@ -1,0 +1,128 @@
+"""Count the calls that make the host wait for the device, on the CPU.
+
+On a GPU these calls block the Python thread until every queued kernel has run (``torch.cuda.set_sync_debug_mode``
+reports them there); on the CPU they cost nothing, so a regression would go unseen without a count. While a
+:class:`HostSyncCounter` is active, it patches the tensor methods that synchronise and records each call with
+the first calling line outside torch and this file:
+
+- ``Tensor.item``, ``Tensor.tolist``, ``Tensor.cpu`` (a device -> host copy), ``Tensor.__bool__`` /
+  ``__float__`` / ``__int__`` (``if t:``, ``float(t)``), ``Tensor.numpy`` (on a tensor that did not just come
+  out of a counted ``.cpu()``: on a GPU it would have needed one);
+- ``torch.nonzero`` / ``Tensor.nonzero`` / ``argwhere`` / ``masked_select`` / ``unique``, and indexing with a
+  boolean mask (read or write): their output size depends on the values;
+- ``repeat_interleave`` with tensor repeats and no ``output_size`` (same reason).
+
+Uploads (host -> device copies) are not counted here: on the CPU they are no-ops. The GPU suite
+(``tests/gpu``) counts every kind with ``torch.cuda.set_sync_debug_mode``.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
+_THIS = __file__
+
+
+def _has_bool_mask(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+class HostSyncCounter:
+    """Context manager: ``calls`` lists (kind, "file:line") of every synchronising call while active."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self._saved: list[tuple[Any, str, Any]] = []
+        self._from_cpu: dict[int, torch.Tensor] = {}  # by id (tensors compare elementwise), kept alive while active
+        self.active = False
+
+    # ------------------------------------------------------------------ results
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+    def by_site(self) -> collections.Counter:
+        return collections.Counter(f"{kind} at {site}" for kind, site in self.calls)
+
+    def report(self) -> str:
+        lines = [f"{self.count} host synchronisations"]
+        lines += [f"  {n} x {where}" for where, n in self.by_site().most_common()]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ patching
+    def _site(self) -> str:
+        frame = sys._getframe(2)
+        while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR)
+                                     or frame.f_code.co_filename == _THIS):
+            frame = frame.f_back
+        if frame is None:
+            return "?"
+        return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+
+    def _came_from_cpu(self, tensor: torch.Tensor) -> bool:
+        return id(tensor) in self._from_cpu or (tensor._base is not None and id(tensor._base) in self._from_cpu)
+
+    def _record(self, kind: str) -> None:
+        if self.active:
+            self.calls.append((kind, self._site()))
+
+    def _wrap(self, owner: Any, name: str, when: Callable[..., bool] | None = None, kind: str | None = None) -> None:
+        original = getattr(owner, name)
+        counter = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if when is None or when(*args, **kwargs):
+                counter._record(kind or name)
+            return original(*args, **kwargs)
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, wrapper)
+
+    def __enter__(self) -> HostSyncCounter:
+        T = torch.Tensor
+        counter = self
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "nonzero", "argwhere", "masked_select",
+                     "unique"):
+            self._wrap(T, name)
+        for name in ("nonzero", "argwhere", "masked_select", "unique"):
+            self._wrap(torch, name, kind=f"torch.{name}")
+        self._wrap(T, "__getitem__", when=lambda self_, index: _has_bool_mask(index), kind="bool-mask index")
+        self._wrap(T, "__setitem__", when=lambda self_, index, value: _has_bool_mask(index), kind="bool-mask assign")
+        self._wrap(T, "numpy", when=lambda self_, *a, **k: not counter._came_from_cpu(self_))
+
+        def no_output_size(*args: Any, **kwargs: Any) -> bool:
+            repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
+            return isinstance(repeats, torch.Tensor) and repeats.numel() > 1 and kwargs.get("output_size") is None
+
+        self._wrap(T, "repeat_interleave", when=no_output_size)
+        self._wrap(torch, "repeat_interleave", when=no_output_size, kind="torch.repeat_interleave")
+
+        original_cpu = T.cpu
+
+        def cpu(self_: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            counter._record("cpu")
+            out = original_cpu(self_, *args, **kwargs)
+            for t in (out, out._base):  # the copy and, for a view, what it views: slices of it are host tensors
+                if t is not None:
+                    counter._from_cpu[id(t)] = t
+            return out
+
+        self._saved.append((T, "cpu", original_cpu))
+        T.cpu = cpu
+        self.active = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.active = False
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+        self._from_cpu.clear()
