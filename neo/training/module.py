@@ -107,14 +107,20 @@ class RTDETRModule(pl.LightningModule):
         with torch.autocast(device_type=self.device.type, enabled=False):
             losses = self.criterion(outputs, targets)  # fp32: the criterion also disables autocast itself
         loss = torch.stack([v.float() for v in losses.values()]).sum()
-        self._check_finite(loss, losses, batch_idx)
+        # The step's one read of a loss on the host: it serves the non-finite check (which must stop the run
+        # before the optimizer steps) and the progress bar, which Lightning reads every batch: logged as a host
+        # tensor, it costs no further wait for the device. The terms stay on the device (read only when the
+        # logger writes, every trainer.log_every_n_steps).
+        host_loss = loss.detach().cpu()
+        self._check_finite(host_loss, losses, batch_idx)
         batch_size = images.shape[0]
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", host_loss, prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size)
         return loss
 
     def _check_finite(self, loss: torch.Tensor, losses: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        finite = bool(torch.isfinite(loss).item())
+        """``loss``: the total on the host. Stops the run (all ranks together) when it is NaN/inf, naming the terms."""
+        finite = math.isfinite(float(loss))
         if self.trainer.world_size > 1:
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:

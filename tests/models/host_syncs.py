@@ -6,12 +6,14 @@ reports them there); on the CPU they cost nothing, so a regression would go unse
 the first calling line outside torch and this file:
 
 - ``Tensor.item``, ``Tensor.tolist``, ``Tensor.cpu`` (a device -> host copy), ``Tensor.__bool__`` /
-  ``__float__`` / ``__int__`` (``if t:``, ``float(t)``), ``Tensor.numpy`` (on a tensor that did not just come
-  out of a counted ``.cpu()``: on a GPU it would have needed one);
+  ``__float__`` / ``__int__`` (``if t:``, ``float(t)``), ``Tensor.numpy``;
 - ``torch.nonzero`` / ``Tensor.nonzero`` / ``argwhere`` / ``masked_select`` / ``unique``, and indexing with a
   boolean mask (read or write): their output size depends on the values;
 - ``repeat_interleave`` with tensor repeats and no ``output_size`` (same reason).
 
+A tensor that came out of a counted ``.cpu()`` (or a view of it) is a host tensor: reading it is free, so
+nothing done with it is counted. Other host tensors cannot be told apart on the CPU (an optimizer's step
+counters, a clone Lightning makes of a host value): a count over code outside neo includes such reads.
 Uploads (host -> device copies) are not counted here: on the CPU they are no-ops. The GPU suite
 (``tests/gpu``) counts every kind with ``torch.cuda.set_sync_debug_mode``.
 """
@@ -59,13 +61,21 @@ class HostSyncCounter:
 
     # ------------------------------------------------------------------ patching
     def _site(self) -> str:
+        """"file:line" of the first caller outside torch, with the torch line that made the call when it is
+        inside torch (``torch/optim/adamw.py:...``), so a report tells user code from library code."""
         frame = sys._getframe(2)
-        while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR)
-                                     or frame.f_code.co_filename == _THIS):
+        while frame is not None and frame.f_code.co_filename == _THIS:
+            frame = frame.f_back
+        inner = frame
+        while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
             frame = frame.f_back
         if frame is None:
             return "?"
-        return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+        site = f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+        if inner is not frame and inner is not None:
+            inside = Path(inner.f_code.co_filename).relative_to(Path(_TORCH_DIR).parent)
+            site += f" (in {inside}:{inner.f_lineno})"
+        return site
 
     def _came_from_cpu(self, tensor: torch.Tensor) -> bool:
         return id(tensor) in self._from_cpu or (tensor._base is not None and id(tensor._base) in self._from_cpu)
@@ -79,7 +89,8 @@ class HostSyncCounter:
         counter = self
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if when is None or when(*args, **kwargs):
+            on_host = bool(args) and isinstance(args[0], torch.Tensor) and counter._came_from_cpu(args[0])
+            if not on_host and (when is None or when(*args, **kwargs)):
                 counter._record(kind or name)
             return original(*args, **kwargs)
 
@@ -96,7 +107,7 @@ class HostSyncCounter:
             self._wrap(torch, name, kind=f"torch.{name}")
         self._wrap(T, "__getitem__", when=lambda self_, index: _has_bool_mask(index), kind="bool-mask index")
         self._wrap(T, "__setitem__", when=lambda self_, index, value: _has_bool_mask(index), kind="bool-mask assign")
-        self._wrap(T, "numpy", when=lambda self_, *a, **k: not counter._came_from_cpu(self_))
+        self._wrap(T, "numpy")
 
         def no_output_size(*args: Any, **kwargs: Any) -> bool:
             repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
