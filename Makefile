@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.neo-installed
 # The pip cap: never upgrade pip past it; torch 2.14.1 + torchvision 0.29.1 resolve from this machine's disk with it.
 PIP_CAP := pip<25
 
-.PHONY: setup train test test-slurm bench lint clean
+.PHONY: setup train test test-slurm test-gpu bench lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ test: setup
 # started by the tests; installs slurm-wlm + munge with apt-get if missing (needs root, as CI is).
 test-slurm: setup
 	$(BIN)/python -m pytest -q -m slurm tests/slurm
+
+# The GPU smoke path (tests/gpu, marker `gpu`, left out of `make test`): the seed recipe at 1080p for 30 steps,
+# neo-bench train at 1080p in bf16/fp16/fp32, the demo on the GPU then ONNX export, DDP with one process, the
+# host synchronisations of one R50 step. Prints its figures (-s); skipped with the reason where CUDA is absent.
+test-gpu: setup
+	$(BIN)/python -m pytest -q -s -m gpu tests/gpu --timeout=1800
 
 bench: setup
 	$(BIN)/neo-bench all

@@ -153,3 +153,35 @@ def test_precision_auto_on_accelerator_auto_is_decided_by_the_machine(monkeypatc
     monkeypatch.setattr(machine, "cuda_status", lambda: (True, True))
     errors = _fused_errors(cfg, machine=True)  # a GPU: bf16-mixed
     assert len(errors) == 1 and "optim.fused=True cannot run" in errors[0]
+
+
+# ------------------------------------------------------------------ what the GPU suite (tests/gpu) will run
+def _gpu_commands(tmp: str) -> dict[str, list[str]]:
+    from tests.gpu.commands import ddp_one_process, demo_on_the_gpu, seed_recipe
+
+    return {"seed recipe": seed_recipe(tmp, tmp), "demo": demo_on_the_gpu(tmp, tmp), "ddp": ddp_one_process(tmp, tmp)}
+
+
+@pytest.mark.parametrize("name", ["seed recipe", "demo", "ddp"])
+def test_the_gpu_suite_commands_compose_pass_the_check_and_build_a_runnable_optimizer(name: str, tmp_path) -> None:
+    """Each neo-train command of ``make test-gpu`` composes here, passes every configuration rule but the ones
+    that need its data or its GPU, and its optimizer x precision x clipping is one Lightning's plugin runs."""
+    from omegaconf import OmegaConf
+
+    from neo.training.machine import resolve_precision
+
+    cfg = _compose(*_gpu_commands(str(tmp_path))[name])
+    errors = [e for e in config_errors(cfg, machine=False) if "does not exist" not in e]
+    assert errors == []
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    precision = resolve_precision(trainer["precision"], "gpu", cuda_available=True, bf16_supported=True)
+    assert precision in ("16-mixed", "bf16-mixed")  # mixed precision with clipping: the issue-26 crash
+    assert trainer["gradient_clip_val"] == 0.1
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optimizer = build_adamw(net_with_grads(), optim, device_type="cuda", precision=precision,
+                            gradient_clip_val=trainer["gradient_clip_val"])
+    assert lightning_clips(gpu_plugin(precision), optimizer, trainer["gradient_clip_val"])
+    if name == "seed recipe":
+        assert precision == "16-mixed" and trainer["accumulate_grad_batches"] == 2
+    if name == "ddp":
+        assert trainer["strategy"] == "ddp" and trainer["devices"] == 1
