@@ -170,7 +170,10 @@ class RTDETRDecoder(nn.Module):
                 torch.arange(w, device=device, dtype=torch.float32),
                 indexing="ij",
             )
-            xy = (torch.stack([x, y], -1) + 0.5) / torch.tensor([w, h], device=device, dtype=torch.float32)
+            size = torch.tensor([w, h], dtype=torch.float32)
+            if size.device != device:  # built on the host: an upload that does not wait for the device
+                size = size.to(device, non_blocking=True)
+            xy = (torch.stack([x, y], -1) + 0.5) / size
             wh = torch.full_like(xy, self.anchor_size * 2.0**level)
             out.append(torch.cat([xy, wh], -1).reshape(1, h * w, 4))
         anchors = torch.cat(out, 1)

@@ -26,7 +26,7 @@ class RTDETR(nn.Module):
         targets: list of B dicts ("labels" int64 [N], "boxes" float [N, 4] normalised cxcywh); needed
             in training for denoising.
         returns dict: "pred_logits" [B, Q, C], "pred_boxes" [B, Q, 4] sigmoid cxcywh normalised to the
-            input (canvas) size, "image_size" int64 [2] (H, W) of the input; in training also
+            input (canvas) size, "image_size" int64 [2] (H, W) of the input (a host tensor); in training also
             "aux_outputs", "enc_outputs", "dn_outputs", "dn_meta" (see RTDETRDecoder).
     """
 
@@ -79,7 +79,7 @@ class RTDETR(nn.Module):
         x = self.normalize(images)
         feats = self.encoder(self.backbone(x))
         out = self.decoder(feats, targets)
-        out["image_size"] = torch.tensor(images.shape[-2:], dtype=torch.int64, device=images.device)
+        out["image_size"] = torch.tensor(images.shape[-2:], dtype=torch.int64)  # on the host: read without a sync
         return out
 
     def deploy(self) -> RTDETR:
