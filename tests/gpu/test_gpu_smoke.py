@@ -107,3 +107,61 @@ def test_host_synchronisations_of_an_r50_1080p_step() -> None:
     neo_dir = str(Path(neo.__file__).parent)
     neo_sites = [site for w, site in zip(syncs, sites, strict=True) if w.filename.startswith(neo_dir)]
     assert len(neo_sites) <= 1 and all(site.startswith("matcher.py") for site in neo_sites), sites
+
+
+def test_host_synchronisations_of_a_lightning_batch(tmp_path: Path) -> None:
+    """A whole Lightning batch on the GPU as neo-train builds it (fp16 AMP + GradScaler, clip 0.1, EMA, the
+    interrupt and speed callbacks): every synchronisation printed with its site; the model and
+    RTDETRModule.training_step wait twice (the matcher's copy, the one read of the loss)."""
+    import lightning.pytorch as pl
+    from omegaconf import OmegaConf
+
+    import conf
+    from neo.models.rtdetr import load_preset_config
+    from neo.training.callbacks import InterruptCheckpoint, TrainSpeedMonitor
+    from neo.training.ema import EMA
+    from neo.training.module import RTDETRModule
+
+    class SyncsPerBatch(pl.Callback):
+        def __init__(self) -> None:
+            self.batches: list[list[warnings.WarningMessage]] = []
+            self._catcher = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx >= 2:  # after warm-up
+                self._catcher = warnings.catch_warnings(record=True)
+                self.batches.append(self._catcher.__enter__())
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self._catcher is not None:
+                torch.cuda.set_sync_debug_mode("default")
+                self._catcher.__exit__(None, None, None)
+                self._catcher = None
+
+    model = OmegaConf.to_container(load_preset_config("tiny", num_classes=3), resolve=True)
+    optim = OmegaConf.to_container(OmegaConf.load(Path(conf.__file__).parent / "optim" / "default.yaml"), resolve=True)
+    module = RTDETRModule(model=model, optim=optim)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 255, (4, 3, 360, 640), dtype=torch.uint8, generator=g),
+                [{"labels": torch.randint(0, 3, (n,), generator=g),
+                  "boxes": torch.cat([torch.rand(n, 2, generator=g) * 0.6 + 0.2,
+                                      torch.rand(n, 2, generator=g) * 0.2 + 0.05], 1)} for n in (2, 0, 5, 1)])
+               for _ in range(5)]
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, collate_fn=lambda b: b, pin_memory=True)
+    counter = SyncsPerBatch()
+    trainer = pl.Trainer(accelerator="gpu", devices=1, precision="16-mixed", gradient_clip_val=0.1, max_steps=5,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                         callbacks=[EMA(), InterruptCheckpoint(tmp_path), TrainSpeedMonitor(), counter],
+                         default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=loader)
+    neo_dir = str(Path(neo.__file__).parent)
+    for i, caught in enumerate(counter.batches):
+        syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+        sites = [f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in syncs]
+        print(f"\nbatch {i + 2}: {len(syncs)} synchronisations: {sites}")
+        model_sites = [s for w, s in zip(syncs, sites, strict=True) if w.filename.startswith(neo_dir)
+                       and ("/models/" in w.filename or w.filename.endswith("module.py"))]
+        assert len(model_sites) <= 2, sites
