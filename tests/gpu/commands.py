@@ -25,9 +25,9 @@ def seed_recipe(root: Path | str, out: Path | str) -> list[str]:
             "print_config=false", "callbacks.progress=null"]
 
 
-def demo_on_the_gpu(root: Path | str, out: Path | str, *extra: str) -> list[str]:
+def demo_on_the_gpu(root: Path | str, out: Path | str, *extra: str, trainer: str = "default") -> list[str]:
     """The CPU demo with the default trainer (every GPU, precision auto = bf16-mixed or 16-mixed, clip 0.1)."""
-    return ["experiment=cpu_demo", "trainer=default", "trainer.precision=auto", "channels_last=false",
+    return ["experiment=cpu_demo", f"trainer={trainer}", "trainer.precision=auto", "channels_last=false",
             "torch_threads=null", f"paths.root_dir={out}", *synthetic_paths(root), "data.synthetic=null",
             "data.resolution=640x360", "trainer.max_epochs=1", "trainer.max_time=null",
             "trainer.limit_train_batches=8", "trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1",
@@ -36,7 +36,7 @@ def demo_on_the_gpu(root: Path | str, out: Path | str, *extra: str) -> list[str]
 
 def ddp_one_process(root: Path | str, out: Path | str) -> list[str]:
     """DDP on one GPU, one process (the strategy, the samplers and the gathered validation all in play)."""
-    return demo_on_the_gpu(root, out, "trainer=ddp", "trainer.devices=1", "run_name=ddp_one")
+    return demo_on_the_gpu(root, out, "trainer.devices=1", "run_name=ddp_one", trainer="ddp")
 
 
 BENCH_1080P = ["train", "--preset", "rtdetr_r50", "--size", "1920x1080", "--batch", "4",

@@ -174,7 +174,9 @@ def test_the_gpu_suite_commands_compose_pass_the_check_and_build_a_runnable_opti
     errors = [e for e in config_errors(cfg, machine=False) if "does not exist" not in e]
     assert errors == []
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    precision = resolve_precision(trainer["precision"], "gpu", cuda_available=True, bf16_supported=True)
+    assert trainer["accelerator"] in ("auto", "gpu")  # the demo's trainer=cpu is replaced
+    precision = resolve_precision(trainer["precision"], trainer["accelerator"], cuda_available=True,
+                                  bf16_supported=True)
     assert precision in ("16-mixed", "bf16-mixed")  # mixed precision with clipping: the issue-26 crash
     assert trainer["gradient_clip_val"] == 0.1
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
