@@ -64,47 +64,63 @@ def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
 
 
-def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str]]:
-    """(URL of the run's bucket checkpoint folder, checkpoint names there); (None, []) without a bucket push.
+class BucketNotChecked(ConfigError):
+    """A fresh run whose bucket could not be listed: it might replace a run that exists only there."""
 
-    A bucket that cannot be listed (network, credentials, server gone) counts as empty with a warning: the
-    bucket is a mirror and training must not depend on it (README: "Bucket down at start").
-    """
+
+def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
+    """(URL of the run's bucket checkpoint folder, checkpoint names there, why it could not be listed or None);
+    (None, [], None) without a bucket push. Offline with a remote bucket counts as "could not be listed"."""
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
-        return None, []
+        return None, [], None
     from neo.storage.settings import StorageSettings
 
     settings = StorageSettings.from_config(cfg.storage)
     key = settings.run_checkpoint_dir(run_identity(cfg))
     url = settings.url(key)
-    if settings.is_offline:
-        return url, []
+    if settings.offline_remote:
+        return url, [], "offline mode is on (NEO_OFFLINE or storage.offline)"
     try:
         fs, root = settings.bucket_fs()
         fs.invalidate_cache(f"{root}/{key}")
         entries = fs.ls(f"{root}/{key}", detail=True)
     except FileNotFoundError:
-        return url, []
-    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone: the bucket is only a mirror
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        log.warning("Could not check whether %s already holds checkpoints of run %r (%s): training anyway; if it "
-                    "does, they will be replaced when this run pushes. Stop now and use ckpt_path=auto or another "
-                    "run_name if that is not what you want.", url, run_identity(cfg), reason)
-        return url, []
+        return url, [], None
+    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone
+        from neo.storage.errors import classify
+
+        return url, [], f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
-    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")]
+    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")], None
 
 
-def check_fresh_start(cfg: DictConfig) -> None:
+def check_fresh_start(cfg: DictConfig) -> list[str]:
     """Refuse (RunFolderTaken) a run without ``ckpt_path`` whose folder or bucket prefix holds checkpoints,
-    unless ``overwrite=true``."""
+    unless ``overwrite=true``; refuse (BucketNotChecked) one whose bucket could not be listed, unless
+    ``storage.require=false``. Returns notes for the run's summary (the bucket was not checked)."""
     if cfg.get("ckpt_path") is not None or cfg.get("overwrite", False):
-        return
+        return []
     checkpoint_dir = Path(str(cfg.paths.checkpoint_dir))
     local = local_checkpoints(checkpoint_dir)
-    url, remote = bucket_checkpoints(cfg)
+    url, remote, unchecked = bucket_checkpoints(cfg)
+    notes = []
+    if unchecked and not local:
+        from neo.storage.redact import redact
+
+        name = str(cfg.run_name)
+        if _as_bool(cfg.storage.get("require", True)):
+            raise BucketNotChecked(redact(
+                f"could not check whether {url} already holds checkpoints of run {name!r} ({unchecked}). A fresh run "
+                f"could replace a run that exists only in the bucket, so it does not start. Ways on: restore access "
+                f"to the bucket and run the same command again (ckpt_path=auto continues that run if it is there); "
+                f"or start a run with another run_name; or train anyway with storage.require=false (its pushes never "
+                f"replace an object it did not write, and its summary says the bucket was not checked)."))
+        notes.append(redact(f"the bucket was not checked before this fresh run started ({unchecked}); "
+                            f"storage.require=false"))
+        log.warning("Could not check %s for checkpoints of run %r (%s): training anyway (storage.require=false); "
+                    "this run will replace no bucket object it did not write.", redact(url), name, redact(unchecked))
     if not local and not remote:
-        return
+        return notes
     held = []
     if local:
         held.append(f"{checkpoint_dir} holds {', '.join(p.name for p in local)}")
@@ -117,6 +133,10 @@ def check_fresh_start(cfg: DictConfig) -> None:
         f"summary); or start a separate run with run_name={name}_2 (any new name); or replace it on purpose "
         f"with overwrite=true."
     )
+
+
+def _as_bool(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -203,11 +223,73 @@ def summary_from_record(record: dict[str, Any], run_dir: Path, status: str):
     )
 
 
+def bucket_setting_problem(config: DictConfig) -> str | None:
+    """Credentials anywhere in the command line or the config, or an invalid storage setting: the message (redacted,
+    naming the value and the fix), or None. Checked before Hydra writes ``.hydra/`` or a log file, so a refused
+    bucket setting leaves no file behind and credentials never reach one."""
+    from omegaconf import OmegaConf
+
+    from neo.storage.redact import has_credentials, redact
+    from neo.storage.settings import _CREDENTIAL_VARIABLES
+
+    overrides = list(config.hydra.overrides.task) if "hydra" in config else []
+    secret = [o for o in overrides if has_credentials(o)]
+    if not secret:
+        plain_cfg = OmegaConf.to_container(config, resolve=False)
+        plain_cfg.pop("hydra", None)
+        secret = [f"{k}={v}" for k, v in _strings(plain_cfg) if has_credentials(v)]
+    if not secret and config.get("storage") is not None:
+        try:
+            bucket = str(config.storage.get("bucket"))
+        except Exception:  # noqa: BLE001 - an unresolvable value: StorageSettings names it below
+            bucket = ""
+        if has_credentials(bucket):
+            secret = [f"storage.bucket={bucket}"]
+    if secret:
+        return (f"{', '.join(redact(o) for o in secret)} holds credentials (shown as ***). neo never takes credentials "
+                f"from the command line, URLs or config files, and writes nothing for this command. Fix: remove them "
+                f"and set {_CREDENTIAL_VARIABLES} in the environment.")
+    if config.get("storage") is None:
+        return None
+    from neo.storage.errors import StorageConfigError
+    from neo.storage.settings import StorageSettings
+
+    try:
+        StorageSettings.from_config(config.storage)
+    except StorageConfigError as exc:
+        return redact(f"storage: {exc}")
+    except Exception:  # noqa: BLE001 - an unresolvable interpolation: the run's config check names it
+        return None
+    return None
+
+
+def _strings(node: Any, prefix: str = ""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, f"{prefix}{key}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, f"{prefix}{i}.")
+    elif isinstance(node, str):
+        yield prefix.rstrip("."), node
+
+
 class RunFolderGuard(Callback):
     """Hydra callback: a single run that would overwrite another run, or has nothing left to train, stops
-    before Hydra writes into its folder (exit 1 with one paragraph / exit 0 with the summary)."""
+    before Hydra writes into its folder (exit 1 with one paragraph / exit 0 with the summary). A bucket setting
+    that is refused (a typo, credentials in it) stops every run and sweep before anything is written."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = bucket_setting_problem(config)
+        if problem:
+            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = bucket_setting_problem(config)
+        if problem:
+            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
+            sys.exit(1)
         try:
             finished = finished_run(config)
             if finished is None:
