@@ -220,21 +220,33 @@ class RunLease:
                                 gone or "stale, storage.takeover=true")
                     break
                 continue  # another taker won the race: read again
-            who = current.describe(now) if current else "an unreadable lease"
-            if stale:
-                way = (f"it has had no heartbeat for more than storage.lease_stale_s={self.settings.lease_stale_s:g} s: "
-                       f"if that run is gone, take it over with storage.takeover=true")
-            else:
-                way = (f"wait for it to finish (then continue it with ckpt_path=auto), or use another run_name; if that "
-                       f"run is really gone, its lease turns stale {self.settings.lease_stale_s:g} s after its last "
-                       f"heartbeat (storage.lease_stale_s) and storage.takeover=true then takes it over")
-            raise LeaseHeld(f"run {self.run_name!r} is owned by another run: {self.url} names {who}. Two runs with one "
-                            f"run_name would mix their checkpoints in the bucket, so this one does not start. Ways on: "
-                            f"{way}.")
+            raise LeaseHeld(self._held_message(current, stale))
         else:
             raise LeaseHeld(f"could not take {self.url}: it kept changing while neo read it. Run the command again.")
         self._start_heartbeat()
         return self
+
+    def _held_message(self, current: Owner | None, stale: bool) -> str:
+        who = current.describe(time.time()) if current else "an unreadable lease"
+        if stale:
+            way = (f"it has had no heartbeat for more than storage.lease_stale_s={self.settings.lease_stale_s:g} s: "
+                   f"if that run is gone, take it over with storage.takeover=true")
+        else:
+            way = (f"wait for it to finish (then continue it with ckpt_path=auto), or use another run_name; if that "
+                   f"run is really gone, its lease turns stale {self.settings.lease_stale_s:g} s after its last "
+                   f"heartbeat (storage.lease_stale_s) and storage.takeover=true then takes it over")
+        return (f"run {self.run_name!r} is owned by another run: {self.url} names {who}. Two runs with one run_name "
+                f"would mix their checkpoints in the bucket, so this one does not start. Ways on: {way}.")
+
+    def check_free(self) -> None:
+        """Raise LeaseHeld (naming the owner) when acquiring would be refused; writes nothing."""
+        current, _, exists = self._read()
+        if not exists:
+            return
+        stale = current is None or time.time() - current.heartbeat > self.settings.lease_stale_s
+        if self._owner_gone(current) or (stale and self.settings.takeover):
+            return
+        raise LeaseHeld(self._held_message(current, stale))
 
     def _owner_gone(self, current: Owner | None) -> str:
         """Why the stored owner is provably gone ("" when it may be alive)."""

@@ -135,6 +135,25 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
     )
 
 
+def check_owner(cfg: DictConfig) -> None:
+    """Refuse (RunFolderTaken, naming the owner) a run whose bucket prefix another run owns (its lease); reads
+    only. An unreachable bucket is left to :func:`check_fresh_start` and the lease taken in ``train``."""
+    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
+        return
+    from neo.storage.lease import LeaseHeld, RunLease
+    from neo.storage.settings import StorageSettings
+
+    settings = StorageSettings.from_config(cfg.storage)
+    if settings.offline_remote:
+        return
+    try:
+        RunLease(settings, run_identity(cfg)).check_free()
+    except LeaseHeld as exc:
+        raise RunFolderTaken(str(exc)) from None
+    except Exception:  # noqa: BLE001 - unreachable: check_fresh_start and the lease in train() say so
+        return
+
+
 def _as_bool(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
 
@@ -291,6 +310,7 @@ class RunFolderGuard(Callback):
             print(f"neo-train: {problem}", file=sys.stderr, flush=True)
             sys.exit(1)
         try:
+            check_owner(config)
             finished = finished_run(config)
             if finished is None:
                 check_fresh_start(config)

@@ -33,7 +33,7 @@ from neo.storage.redact import redact
 from neo.storage.resolver import url_cache_path
 from tests.faults.conftest import BIN, assert_nothing_lost, flat, output
 from tests.faults.test_runs_never_overwrite import neo_train, sha256_bucket, sha256_tree
-from tests.faults.test_storage_faults import DEAD, put
+from tests.faults.test_storage_faults import put
 from tests.storage.conftest import BUCKET, run_env
 from tests.sweeps.helpers import write_tiny_experiment
 
