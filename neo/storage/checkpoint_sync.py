@@ -93,6 +93,11 @@ class CheckpointSync(_WrappingCheckpointIO):
         if self._baseline_taken:
             return True
         self._baseline_taken = True
+        if resumed_from is not None and resumed_from.is_file():
+            # this run's own files: the one it resumed from and the checkpoints beside it (pushed by it earlier)
+            for path in [resumed_from, *(p for p in resumed_from.parent.glob("*.ckpt") if p != resumed_from)]:
+                if path.is_file() and not is_transient(path.name):
+                    self.allowed.setdefault(path.name, set()).add(cached_sha256(path))
         if not self.storage.bucket or self.offline:
             return False
         try:
@@ -119,8 +124,6 @@ class CheckpointSync(_WrappingCheckpointIO):
                 recorded = None
             if recorded:
                 self.allowed.setdefault(name, set()).add(recorded)
-        if resumed_from is not None and resumed_from.is_file():
-            self.allowed.setdefault(resumed_from.name, set()).add(cached_sha256(resumed_from))
         return True
 
     def _guard(self, name: str, digest: str | None):

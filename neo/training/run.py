@@ -150,13 +150,18 @@ def acquire_lease(cfg: DictConfig, notes: list[str]) -> Any:
     except LeaseHeld as exc:
         raise RunFolderTaken(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the bucket is unreachable
+        from neo.storage.errors import access_hint
+
         reason = f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         url = settings.url(f"{settings.run_checkpoint_dir(run_identity(cfg)).rsplit('/', 1)[0]}/lease.json")
-        if settings.require:
+        if settings.require and cfg.get("ckpt_path") is None:  # a resume goes on: its pushes are guarded anyway
+            hint = access_hint(exc, settings.protocol)
             raise BucketNotChecked(
-                f"could not take the lease {url} of run {str(cfg.run_name)!r} ({reason}): without it another run "
-                f"with this run_name could push into the same bucket prefix. Restore access to the bucket and run "
-                f"the same command again, or train anyway with storage.require=false.") from None
+                f"could not take the lease {url} of run {str(cfg.run_name)!r} ({reason}).{' ' + hint if hint else ''} "
+                f"Without it another run with this run_name could push into the same bucket prefix. Restore access "
+                f"to the bucket and run the same command again, or train anyway with storage.require=false.") from None
+        log.warning("Could not take the lease %s (%s): training without it; this run will replace no bucket object "
+                    "it did not write.", url, reason)
         notes.append(f"this run did not own its bucket prefix: {url} could not be written ({reason})")
         return None
     if lease.took_over:
@@ -188,15 +193,15 @@ def train(cfg: DictConfig) -> TrainSummary:
     """
     check_config(cfg)
     notes = check_fresh_start(cfg)  # a fresh run never replaces another run's checkpoints (locally or in the bucket)
-    lease = acquire_lease(cfg, notes)  # one run per bucket prefix: a second one with this run_name stops here
+    held: list[Any] = []
     try:
-        return _train(cfg, notes, lease)
+        return _train(cfg, notes, held)
     finally:
-        if lease is not None:
+        for lease in held:
             lease.release()
 
 
-def _train(cfg: DictConfig, notes: list[str], lease: Any) -> TrainSummary:
+def _train(cfg: DictConfig, notes: list[str], held: list[Any]) -> TrainSummary:
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     if cfg.get("torch_threads"):
@@ -210,6 +215,8 @@ def _train(cfg: DictConfig, notes: list[str], lease: Any) -> TrainSummary:
     datamodule = instantiate(cfg.data, _convert_="all")
     module = build_module(cfg)
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_identity(cfg), cfg.paths.checkpoint_dir, cfg.get("storage"))
+    lease = acquire_lease(cfg, notes)  # one run per bucket prefix: a second one with this run_name stops here
+    held.extend([lease] if lease is not None else [])
     loggers = build_loggers(cfg.get("logger"), _checkpoint_step(ckpt))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
     callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
