@@ -242,7 +242,21 @@ def summary_from_record(record: dict[str, Any], run_dir: Path, status: str):
     )
 
 
-def bucket_setting_problem(config: DictConfig) -> str | None:
+def _config_problems(config: DictConfig) -> str | None:
+    """neo-train's configuration check (no torch) on the composed config, before Hydra writes anything."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from neo.cli.train import early_config_error
+
+    try:
+        if not HydraConfig.initialized():
+            HydraConfig.instance().set_config(config)  # run_job sets the same config right after this callback
+        return early_config_error(config)
+    except Exception:  # noqa: BLE001 - the task's own check runs again and reports it
+        return None
+
+
+def bucket_setting_problem(config: DictConfig, credentials_only: bool = False) -> str | None:
     """Credentials anywhere in the command line or the config, or an invalid storage setting: the message (redacted,
     naming the value and the fix), or None. Checked before Hydra writes ``.hydra/`` or a log file, so a refused
     bucket setting leaves no file behind and credentials never reach one."""
@@ -268,7 +282,7 @@ def bucket_setting_problem(config: DictConfig) -> str | None:
         return (f"{', '.join(redact(o) for o in secret)} holds credentials (shown as ***). neo never takes credentials "
                 f"from the command line, URLs or config files, and writes nothing for this command. Fix: remove them "
                 f"and set {_CREDENTIAL_VARIABLES} in the environment.")
-    if config.get("storage") is None:
+    if credentials_only or config.get("storage") is None:
         return None
     from neo.storage.errors import StorageConfigError
     from neo.storage.settings import StorageSettings
@@ -299,15 +313,21 @@ class RunFolderGuard(Callback):
     that is refused (a typo, credentials in it) stops every run and sweep before anything is written."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        problem = bucket_setting_problem(config)
+        problem = bucket_setting_problem(config, credentials_only=True)  # a bad point is a failed row of its own
         if problem:
             print(f"neo-train: {problem}", file=sys.stderr, flush=True)
             sys.exit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        problem = bucket_setting_problem(config)
+        problem = bucket_setting_problem(config, credentials_only=True)
         if problem:
             print(f"neo-train: {problem}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        problems = _config_problems(config)
+        if problems:  # every problem at once, as neo-train's own check prints them, before anything is written
+            from neo.storage.redact import redact
+
+            print(f"neo-train: {redact(problems)}", flush=True)
             sys.exit(1)
         try:
             check_owner(config)

@@ -394,7 +394,7 @@ def test_8_a_refused_bucket_setting_leaves_no_file_behind(user, tmp_path, endpoi
     for extra in ([], ["run_name=empty"], ["ckpt_path=auto"]):
         for _ in range(2):
             code, text = user(typo, *extra)
-            assert code == 1 and "Traceback" not in text and "neo-train: storage:" in flat(text), text[-3000:]
+            assert code == 1 and "Traceback" not in text and "- storage: storage.bucket=" in flat(text), text[-3000:]
             assert "Fix:" in text
     assert sha256_tree(local_run(tmp_path)) == local  # .hydra/ and train.log of the existing run untouched
     assert sorted(p for p in tmp_path.rglob("*") if "cache" not in p.parts) == before  # no folder, .hydra/ or log
