@@ -138,7 +138,8 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
 def check_owner(cfg: DictConfig) -> None:
     """Refuse (RunFolderTaken, naming the owner) a run whose bucket prefix another run owns (its lease); reads
     only. An unreachable bucket is left to :func:`check_fresh_start` and the lease taken in ``train``."""
-    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
+    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket") \
+            or _global_rank() != 0:  # the lease is rank 0's; the other ranks of the same run never check it
         return
     from neo.storage.lease import LeaseHeld, RunLease
     from neo.storage.settings import StorageSettings
@@ -152,6 +153,17 @@ def check_owner(cfg: DictConfig) -> None:
         raise RunFolderTaken(str(exc)) from None
     except Exception:  # noqa: BLE001 - unreachable: check_fresh_start and the lease in train() say so
         return
+
+
+def _global_rank() -> int:
+    """This process's global rank from the launcher's environment (as Lightning reads it), 0 when unset."""
+    import os
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 def _as_bool(value: Any) -> bool:
