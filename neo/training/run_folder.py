@@ -272,30 +272,12 @@ def bucket_setting_problem(config: DictConfig, credentials_only: bool = False) -
     """Credentials anywhere in the command line or the config, or an invalid storage setting: the message (redacted,
     naming the value and the fix), or None. Checked before Hydra writes ``.hydra/`` or a log file, so a refused
     bucket setting leaves no file behind and credentials never reach one."""
-    from omegaconf import OmegaConf
+    from neo.storage.hydra_guard import credentials_problem
+    from neo.storage.redact import redact
 
-    from neo.storage.redact import has_credentials, redact
-    from neo.storage.settings import _CREDENTIAL_VARIABLES
-
-    overrides = list(config.hydra.overrides.task) if "hydra" in config else []
-    secret = [o for o in overrides if has_credentials(o)]
-    if not secret:
-        plain_cfg = OmegaConf.to_container(config, resolve=False)
-        plain_cfg.pop("hydra", None)
-        secret = [f"{k}={v}" for k, v in _strings(plain_cfg) if has_credentials(v)]
-    if not secret and config.get("storage") is not None:
-        try:
-            bucket = str(config.storage.get("bucket"))
-        except Exception:  # noqa: BLE001 - an unresolvable value: StorageSettings names it below
-            bucket = ""
-        if has_credentials(bucket):
-            secret = [f"storage.bucket={bucket}"]
-    if secret:
-        return (f"{', '.join(redact(o) for o in secret)} holds credentials (shown as ***). neo never takes credentials "
-                f"from the command line, URLs or config files, and writes nothing for this command. Fix: remove them "
-                f"and set {_CREDENTIAL_VARIABLES} in the environment.")
-    if credentials_only or config.get("storage") is None:
-        return None
+    problem = credentials_problem(config)
+    if problem or credentials_only or config.get("storage") is None:
+        return problem
     from neo.storage.errors import StorageConfigError
     from neo.storage.settings import StorageSettings
 
@@ -306,17 +288,6 @@ def bucket_setting_problem(config: DictConfig, credentials_only: bool = False) -
     except Exception:  # noqa: BLE001 - an unresolvable interpolation: the run's config check names it
         return None
     return None
-
-
-def _strings(node: Any, prefix: str = ""):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(value, f"{prefix}{key}.")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _strings(value, f"{prefix}{i}.")
-    elif isinstance(node, str):
-        yield prefix.rstrip("."), node
 
 
 class RunFolderGuard(Callback):

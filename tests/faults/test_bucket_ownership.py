@@ -450,3 +450,28 @@ def test_10_neo_bucket_means_the_same_for_neo_train(synth_root, tmp_path, endpoi
                          "r2://neo-test/runs/mine/checkpoints/last.ckpt"]) == 0  # NEO_BUCKET=folder, URL given
     assert_nothing_lost(checkpoints=(tmp_path / "outputs", tmp_path / "folder-bucket"), cache=tmp_path / "cache",
                         bucket=(endpoint.client, BUCKET))
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_7_neo_eval_and_predict_refuse_credentials_before_hydra_writes(tmp_path, endpoint, capsys, monkeypatch,
+                                                                     command):
+    """Hydra writes .hydra/ and a log before the command runs: the credential guard stops it first."""
+    import importlib
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(f"neo.cli.{command}").main
+    url = f"r2:/{KEY}:{SECRET_WITH_SLASH}@{BUCKET}/{CKPTS}/best.ckpt"
+    extra = ["source=images/"] if command == "predict" else []
+    for _ in range(2):
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr("sys.argv", [f"neo-{command}", f"checkpoint={url}", f"paths.root_dir={tmp_path}", *extra])
+        with pytest.raises(SystemExit) as info:
+            main()
+        captured = capsys.readouterr()
+        text = captured.out + captured.err
+        assert info.value.code == 1 and "holds credentials (shown as ***)" in flat(text), text
+        assert KEY not in text and "slash0123" not in text
+    assert [p for p in tmp_path.rglob("*")] == []  # no outputs/, no .hydra/, no log
+    assert_nothing_lost(bucket=(endpoint.client, BUCKET))
