@@ -12,9 +12,10 @@ The lease holds the owner's run id (a fresh uuid per process), host, pid, SLURM 
   so two takers cannot both win.
 - :meth:`RunLease.release` deletes it at the end of the run when it is still this run's.
 
-Stores that do not implement conditional writes answer ``501 NotImplemented`` (or ignore the header): neo
-then checks, writes, and reads the lease back (the last writer wins and the other run sees it at its next
-heartbeat, stopping its pushes); :attr:`RunLease.conditional` says which was used. The moto test server, S3,
+Stores that do not implement conditional writes answer ``501 NotImplemented``: neo then checks, writes, and
+reads the lease back (the last writer wins and the other run sees it at its next heartbeat, stopping its
+pushes); :attr:`RunLease.conditional` says which was used. A store that silently ignored the headers would
+behave the same way: every heartbeat and every push first reads the lease and stops when it names another run. The moto test server, S3,
 R2 and B2 implement ``If-None-Match: *`` and ``If-Match`` on PutObject.
 """
 
@@ -283,8 +284,8 @@ class RunLease:
         if not self.owned:
             return
         self.owner.heartbeat = time.time()
-        try:
-            if not self._replace(self._etag):
+        try:  # read first: a store that ignores If-Match must not let this run overwrite another's lease
+            if not self.still_owned() or not self._replace(self._etag):
                 self._lost(self._read()[0])
         except Exception as exc:  # noqa: BLE001 - an outage: try again at the next beat
             log.warning("Could not renew the lease %s (%s); retrying at the next heartbeat.", self.url,
