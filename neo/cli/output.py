@@ -101,5 +101,7 @@ def start_line(command: str, run_dir: object) -> str:
         folder = folder.resolve().relative_to(Path.cwd())
     except ValueError:
         pass
-    arguments = " ".join(overrides) or "(defaults)"
+    from neo.storage.redact import redact
+
+    arguments = redact(" ".join(overrides)) or "(defaults)"
     return f"{command} {arguments} -> {folder}  (print_config=true prints the full config)"

@@ -148,8 +148,11 @@ def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> No
     run_dir = Path(cfg.paths.run_dir)
     if not run_dir.is_dir():
         return
+    from neo.storage.redact import redact_all
+
     record = summary_record(outcome.summary, status=outcome.status, error=outcome.error,
                             run_name=str(cfg.run_name), overrides=overrides)
+    record = redact_all(record)  # no credential reaches summary.json (ckpt_path=..., a typo of a URL)
     record["run_dir"] = record.get("run_dir") or str(run_dir)
     try:
         write_summary_json(run_dir, record)
@@ -237,7 +240,9 @@ def main() -> None:
     except CompactHydraException as exc:
         if _user_full_error == "1":  # the user asked for Hydra's full traceback
             raise
-        print(explain_composition_error(exc), file=sys.stderr)
+        from neo.storage.redact import redact
+
+        print(redact(explain_composition_error(exc)), file=sys.stderr)
         sys.exit(1)
     finally:
         _restore_hydra_error_mode()

@@ -24,10 +24,11 @@ from typing import Any
 
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
-from neo.storage.errors import Attempt, ResolveError, classify
+from neo.storage.errors import Attempt, HashRecordError, ResolveError, classify
 from neo.storage.resolver import is_url, resolve
 from neo.storage.settings import StorageSettings, check_key
-from neo.storage.uploader import BackgroundUploader
+from neo.storage.transfer import cached_sha256, remote_sha256
+from neo.storage.uploader import BackgroundUploader, ReplaceRefused
 
 log = logging.getLogger(__name__)
 STAGING = ".neo-sync"
@@ -44,7 +45,7 @@ class CheckpointSync(_WrappingCheckpointIO):
     """
 
     def __init__(self, storage: StorageSettings, run_name: str, checkpoint_io: Any = None,
-                 drain_timeout_s: float | None = None, retries: int | None = None):
+                 drain_timeout_s: float | None = None, retries: int | None = None, lease: Any = None):
         super().__init__(checkpoint_io)
         self.storage = storage
         self.run_name = check_key(run_name)
@@ -53,6 +54,13 @@ class CheckpointSync(_WrappingCheckpointIO):
         self.uploader = self._new_uploader()
         self.protected: set[str] = set()  # file names never deleted (the checkpoint resumed from)
         self.unsynced: list[str] = []
+        self.refused: list[str] = []  # objects not replaced/deleted: the bucket held what this run did not write
+        self.lease = lease  # neo.storage.lease.RunLease owned by this run (None: no lease check)
+        # What this run may replace: object name -> sha256 values it wrote or took over knowingly at start
+        # (``take_baseline``). An object found with any other content is never replaced or deleted.
+        self.allowed: dict[str, set[str]] = {}
+        self.offline = storage.offline_remote
+        self._baseline_taken = False
         self._fs_root = None
         self._cleaned: set[Path] = set()
 
@@ -75,6 +83,85 @@ class CheckpointSync(_WrappingCheckpointIO):
         key = f"{self.remote_dir_key}/{check_key(name)}"
         return fs, f"{root}/{key}", self.storage.url(key)
 
+    # -- what this run may replace ----------------------------------------------------------------------
+    def take_baseline(self, resumed_from: Path | None = None) -> bool:
+        """Record the run's bucket objects as they are now: this run continues them (``ckpt_path``) or replaces
+        them on purpose (``overwrite=true``), so it may replace exactly these contents. The object of the name it
+        resumed from counts only when it is not newer than the file resumed from (another machine's newer save of
+        it is never replaced). False when the bucket could not be listed (nothing is allowed but what this run
+        writes)."""
+        if self._baseline_taken:
+            return True
+        self._baseline_taken = True
+        if resumed_from is not None and resumed_from.is_file():
+            # this run's own files: the one it resumed from and the checkpoints beside it (pushed by it earlier)
+            for path in [resumed_from, *(p for p in resumed_from.parent.glob("*.ckpt") if p != resumed_from)]:
+                if path.is_file() and not is_transient(path.name):
+                    self.allowed.setdefault(path.name, set()).add(cached_sha256(path))
+        if not self.storage.bucket or self.offline:
+            return False
+        try:
+            fs, root = self.storage.bucket_fs()
+            folder = f"{root}/{self.remote_dir_key}"
+            fs.invalidate_cache(folder)
+            entries = fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return True
+        except Exception as exc:  # noqa: BLE001 - unknown: every existing object stays protected
+            log.warning("Could not list %s (%s): this run will replace no object it did not write.",
+                        self.storage.url(self.remote_dir_key), classify(exc))
+            return False
+        for info in entries:
+            name = os.path.basename(str(info["name"]).rstrip("/"))
+            if info.get("type") != "file" or not name.endswith(".ckpt"):
+                continue
+            if resumed_from is not None and name == resumed_from.name and resumed_from.is_file() \
+                    and _remote_time(info) > resumed_from.stat().st_mtime + 1:
+                continue  # saved elsewhere after the file this run resumed from: not this run's to replace
+            try:
+                recorded = remote_sha256(fs, str(info["name"]))
+            except HashRecordError:
+                recorded = None
+            if recorded:
+                self.allowed.setdefault(name, set()).add(recorded)
+        return True
+
+    def _guard(self, name: str, digest: str | None):
+        """The check run right before an upload (``digest``) or a delete (None) of ``name``."""
+
+        def check(job) -> None:
+            if self.lease is not None and not self.lease.still_owned():
+                raise ReplaceRefused(f"Not pushing {job.label}: this run no longer owns {self.lease.url} (another run "
+                                     "with this run_name took it over); the checkpoint stays local.")
+            job.fs.invalidate_cache(os.path.dirname(job.rpath))
+            if not job.fs.exists(job.rpath):
+                return
+            try:
+                there = remote_sha256(job.fs, job.rpath)
+            except HashRecordError:
+                there = None
+            if there is not None and (there == digest or there in self.allowed.get(name, set())):
+                return
+            what = f"sha256 {there}" if there else "no trustworthy sha256 record"
+            if digest is None:
+                raise ReplaceRefused(f"Not deleting {job.label}: the bucket holds a {name} ({what}) that this run did "
+                                     "not write or resume from (another run or machine wrote it); it stays there.")
+            raise ReplaceRefused(
+                f"Not pushing {job.label}: the bucket holds a {name} ({what}) that this run did not write or resume "
+                f"from, so neo will not replace it (another run or machine wrote it). This run's {name} stays local; "
+                f"compare the two and push the one to keep with neo-weights push --force.")
+
+        return check
+
+    def _wrote(self, name: str, digest: str | None):
+        def done(job) -> None:
+            if digest is None:
+                self.allowed.pop(name, None)
+            else:
+                self.allowed[name] = {digest}
+
+        return done
+
     # -- CheckpointIO ----------------------------------------------------------------------------------
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
@@ -86,8 +173,16 @@ class CheckpointSync(_WrappingCheckpointIO):
             if remote is None:
                 return
             fs, rpath, url = remote
+            if self.offline:
+                if url not in self.unsynced:
+                    self.unsynced.append(url)
+                log.info("Offline mode: %s not pushed.", url)
+                return
             staged = self._stage(local)
-            self.uploader.submit_upload(fs, staged, rpath, label=url, cleanup=staged != local)
+            digest = cached_sha256(staged)
+            self.uploader.submit_upload(fs, staged, rpath, label=url, cleanup=staged != local,
+                                        precheck=self._guard(local.name, digest),
+                                        on_done=self._wrote(local.name, digest))
         except Exception as exc:  # noqa: BLE001 - never fail the step for the bucket
             log.error("Checkpoint %s saved locally but not queued for upload (%s: %s)", local, classify(exc), exc)
 
@@ -97,13 +192,14 @@ class CheckpointSync(_WrappingCheckpointIO):
             log.info("Keeping %s: this run resumed from it.", name)
             return
         self.checkpoint_io.remove_checkpoint(path)
-        if is_transient(name):
+        if is_transient(name) or self.offline:
             return
         try:
             remote = self._remote(name)
             if remote is not None:
                 fs, rpath, url = remote
-                self.uploader.submit_delete(fs, rpath, label=url)
+                self.uploader.submit_delete(fs, rpath, label=url, precheck=self._guard(name, None),
+                                            on_done=self._wrote(name, None))
         except Exception as exc:  # noqa: BLE001
             log.error("Could not queue remote delete of %s (%s: %s)", name, classify(exc), exc)
 
@@ -111,6 +207,8 @@ class CheckpointSync(_WrappingCheckpointIO):
         name = Path(os.fspath(path)).name
         if not is_transient(name):
             self.protected.add(name)
+            if not self._baseline_taken and not is_url(str(path)):  # resuming: this run continues these objects
+                self.take_baseline(Path(os.fspath(path)))
         return self.checkpoint_io.load_checkpoint(path, *args, **kwargs)
 
     # -- pickling (ddp_spawn sends the Trainer's plugins to its worker processes) -----------------------
@@ -119,6 +217,7 @@ class CheckpointSync(_WrappingCheckpointIO):
         state = dict(self.__dict__)
         state["uploader"] = None
         state["_fs_root"] = None
+        state["lease"] = None  # the launching process holds the lease and its heartbeat
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -127,7 +226,9 @@ class CheckpointSync(_WrappingCheckpointIO):
 
     def teardown(self) -> None:
         """Drain the upload queue (bounded); warn about and remember anything not synced."""
-        self.unsynced = self.uploader.drain(self.drain_timeout_s)
+        offline = [u for u in self.unsynced if u not in self.uploader.pending()]
+        self.unsynced = list(dict.fromkeys(offline + self.uploader.drain(self.drain_timeout_s)))
+        self.refused = list(self.uploader.refused)
         if self.checkpoint_io is not None:
             self.checkpoint_io.teardown()
 
@@ -183,7 +284,14 @@ def locate_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: 
         for p in Path(local_dir).iterdir():
             if p.is_file() and p.suffix == suffix and not p.name.startswith("."):
                 candidates[p.name] = (_order(p.name, p.stat().st_mtime), str(p))
-    if settings.bucket and not settings.is_offline:
+    if settings.bucket and settings.offline_remote:
+        key = settings.run_checkpoint_dir(run_name)
+        if not candidates:  # offline cannot see the bucket: "none" would start fresh over its checkpoints
+            raise ResolveError(f"ckpt_path=auto (run {run_name})", [
+                Attempt(str(local_dir or "(no local checkpoint folder)"), "no checkpoint"),
+                Attempt(settings.url(key), "skipped (offline)"),
+            ], settings.protocol)
+    elif settings.bucket:
         key = settings.run_checkpoint_dir(run_name)
         try:
             fs, root = settings.bucket_fs()

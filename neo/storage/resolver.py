@@ -16,7 +16,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import fsspec
 from filelock import FileLock
@@ -113,26 +113,39 @@ def resolve(
 def check_url(url: str) -> None:
     """Refuse, before any request, a URL with credentials in it (not repeating them) or an invalid bucket name."""
     refuse_userinfo(url, "URL")
-    parts = urlsplit(url)
-    if parts.scheme in REMOTE_SCHEMES:
-        problem = bucket_name_problem(parts.netloc)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in REMOTE_SCHEMES:
+        bucket, _, key = rest.partition("/")
+        problem = bucket_name_problem(bucket)
         if problem:
-            raise StorageConfigError(f"{url!r} {problem}. Fix: {parts.scheme}://<bucket-name>/<key>.")
-        check_key(parts.path.lstrip("/"))
+            raise StorageConfigError(f"{url!r} {problem}. Fix: {scheme}://<bucket-name>/<key>.")
+        check_key(key)
 
 
 # -- URLs -------------------------------------------------------------------------------------------
+_SAFE = "-._~!$&'()*+,;=:@ "  # kept as they are in cache names; '%', '#', '?', '\\' and non-ASCII are %-encoded
+
+
 def url_cache_path(url: str, settings: StorageSettings) -> Path:
-    """``cache_dir/urls/{scheme}/{host-or-bucket}/{path}`` for a URL (refusing '..')."""
-    parts = urlsplit(url)
-    key = check_key("/".join(p for p in (parts.netloc, parts.path.lstrip("/")) if p))
-    return settings.cache_dir / "urls" / parts.scheme / key
+    """``cache_dir/urls/{scheme}/{host-or-bucket}/{path}`` for a URL (refusing '..').
+
+    Every part of the key is kept losslessly: characters a path or URL parser would cut or change (``#``, ``?``,
+    ``%``, non-ASCII) are percent-encoded, so two keys never share a cache file.
+    """
+    scheme, _, rest = url.partition("://")
+    key = check_key(rest.lstrip("/") if scheme.lower() == "file" else rest)
+    parts = [quote(part, safe=_SAFE) for part in key.split("/") if part]
+    return settings.cache_dir.joinpath("urls", scheme.lower(), *parts)
 
 
 def _resolve_url(url: str, settings: StorageSettings, refresh: bool, callback: Callback) -> Path:
+    """A bucket URL (r2/b2/s3) is checked against the bucket's current sha256 on every resolve when online: a
+    cached copy of an older version is re-downloaded (an unreachable bucket falls back to the cached copy, with
+    a warning). Other URLs are served from the cache once verified there (``refresh`` re-checks them too)."""
     target = url_cache_path(url, settings)
     attempts: list[Attempt] = []
-    if cached(target) and not (refresh and not settings.is_offline):
+    bucket_url = urlsplit(url).scheme.lower() in REMOTE_SCHEMES
+    if cached(target) and (settings.is_offline or not (refresh or bucket_url)):
         return target
     attempts.append(Attempt(f"cache {target}", "not cached" if not target.exists() else "stale or hash mismatch"))
     if settings.is_offline:
@@ -143,11 +156,19 @@ def _resolve_url(url: str, settings: StorageSettings, refresh: bool, callback: C
     try:
         fs, path = fsspec.core.url_to_fs(url)
         ensure_endpoint_resolves(fs)
-        if refresh and target.exists() and remote_sha256(fs, path) not in (None, _local_record(target)):
-            target.unlink(missing_ok=True)
+        if target.exists():
+            recorded = remote_sha256(fs, path)
+            if recorded is None or recorded != _local_record(target):
+                if recorded is not None:
+                    log.info("%s changed in the bucket (sha256 %s): fetching it again.", url, recorded)
+                target.unlink(missing_ok=True)
         return download(fs, path, target, retries=settings.retries, backoff_s=settings.backoff_s,
                         lock_timeout_s=settings.lock_timeout_s, callback=callback)
     except Exception as exc:  # noqa: BLE001 - reported with the reason
+        if classify(exc) in ("network", "no network") and cached(target):
+            log.warning("Could not check %s against the bucket (%s); using the cached copy %s, which may be older.",
+                        url, classify(exc), target)
+            return target
         attempts.append(Attempt(url, classify(exc), _short(exc)))
         raise ResolveError(url, attempts, urlsplit(url).scheme) from exc
 

@@ -18,6 +18,7 @@ from typing import Any
 import fsspec
 
 from neo.storage.errors import StorageConfigError
+from neo.storage.redact import has_credentials, redact
 
 # Keys that would put a secret into a config file; credentials come from the environment only.
 _SECRET_OPTIONS = {"key", "secret", "token", "password", "username", "aws_access_key_id",
@@ -54,13 +55,13 @@ def check_key(key: str) -> str:
 
 
 def has_userinfo(value: str) -> bool:
-    """True when a URL carries ``user[:password]@`` before its host/bucket."""
-    return "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]
+    """True when ``value`` carries credentials: ``KEY:SECRET@`` or ``user@`` in a URL, a typo of one or a bare value."""
+    return has_credentials(value)
 
 
 def redact_url(value: str) -> str:
-    """``value`` with any ``user:password@`` of a URL replaced by ``***@`` (safe to print)."""
-    return re.sub(r"://[^/]*@", "://***@", value)
+    """``value`` with any credentials replaced by ``***`` (safe to print): :func:`neo.storage.redact.redact`."""
+    return redact(value)
 
 
 def refuse_userinfo(value: str, what: str) -> None:
@@ -169,6 +170,11 @@ def bucket_from_env(default: str | None = None) -> str | None:
     return value
 
 
+def _from_neo_bucket(value: Any) -> bool:
+    """True when a ``storage=local`` bucket value is ``$NEO_BUCKET`` (conf/storage/local.yaml reads it)."""
+    return "NEO_BUCKET" in os.environ and (value is None or str(value) == os.environ["NEO_BUCKET"])
+
+
 def join_key(*parts: str) -> str:
     """Join key parts with '/', skipping empty ones, after checking each part is safe."""
     cleaned = [check_key(p).strip("/") for p in parts if p and p.strip("/")]
@@ -182,7 +188,7 @@ def _as_bool(value: Any) -> bool:
 
 
 _NUMBERS = (("retries", 0, False, 3), ("backoff_s", 0, False, 0.5), ("lock_timeout_s", 0, True, 900),
-            ("drain_timeout_s", 0, False, 120), ("upload_timeout_s", 0, True, 600))
+            ("drain_timeout_s", 0, False, 120), ("upload_timeout_s", 0, True, 600), ("lease_stale_s", 0, True, 600))
 
 
 @dataclass
@@ -205,6 +211,11 @@ class StorageSettings:
     upload_timeout_s: bound on one upload attempt to an S3-compatible bucket (then it is retried); None:
         120 s plus 1 s per MiB. Without it a connection that dies mid-upload can hang the upload forever.
     storage_options: extra non-secret fsspec options for the bucket (e.g. ``endpoint_url`` for s3://).
+    require: a fresh run whose bucket cannot be listed (down, no credentials) does not train (False: it trains,
+        its summary says the bucket was not checked, and it never replaces an object it did not write).
+    takeover: take over a run's bucket prefix whose lease is stale (no heartbeat for ``lease_stale_s``).
+    lease_stale_s: a run's lease (``runs/{run}/lease.json``) with no heartbeat for this long is stale; the owner
+        renews it every tenth of it.
     """
 
     bucket: str | None = None
@@ -219,17 +230,31 @@ class StorageSettings:
     drain_timeout_s: float = 120.0
     upload_timeout_s: float | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
+    require: bool = True
+    takeover: bool = False
+    lease_stale_s: float = 600.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        source = "storage.bucket"
+        if self.provider == "local" and _from_neo_bucket(self.bucket):
+            # NEO_BUCKET means what it means to neo-weights/neo-export: a URL names its provider, a path is a
+            # folder, a bare name is ambiguous (refused with the fix), set but empty is an error
+            source, self.provider = "NEO_BUCKET", None
         if self.provider is not None and self.provider not in PROVIDERS:
             problems.append(f"storage.provider={self.provider!r} is not a storage provider. Fix: use one of "
                             f"{', '.join(PROVIDERS)} (storage=r2 etc. sets it).")
         else:
             try:
-                self.bucket = parse_bucket(self.bucket, self.provider)
+                if source == "NEO_BUCKET" and not str(self.bucket or "").strip():
+                    raise StorageConfigError("NEO_BUCKET='' is set but empty. Fix: unset it, or set it to the bucket "
+                                             "(r2://team-weights, or a folder such as ./data/bucket).")
+                self.bucket = parse_bucket(self.bucket, self.provider, source)
             except StorageConfigError as exc:
                 problems.append(str(exc))
+            if source == "NEO_BUCKET" and self.bucket:
+                self.provider = "local" if "://" not in self.bucket or self.bucket.startswith("file://") \
+                    else self.bucket.split("://", 1)[0]
         try:
             self.prefix = join_key(str(self.prefix or ""))
         except StorageConfigError as exc:
@@ -252,6 +277,8 @@ class StorageSettings:
             raise StorageConfigError(" ".join(problems))
         self.cache_dir = Path(os.path.expandvars(str(self.cache_dir))).expanduser()
         self.offline = _as_bool(self.offline)
+        self.require = _as_bool(self.require)
+        self.takeover = _as_bool(self.takeover)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> StorageSettings:
@@ -294,6 +321,12 @@ class StorageSettings:
     def is_offline(self) -> bool:
         """Offline by setting or by ``NEO_OFFLINE`` (read at call time)."""
         return self.offline or env_offline()
+
+    @property
+    def offline_remote(self) -> bool:
+        """Offline with a remote (r2/b2/s3) bucket: the bucket can be neither read nor written. A local folder
+        bucket stays usable offline."""
+        return self.is_offline and self.protocol in REMOTE_SCHEMES
 
     @property
     def protocol(self) -> str | None:

@@ -222,6 +222,10 @@ def _download_once(fs, rpath: str, target: Path, expected_sha256: str | None, ca
         raise HashRecordError(f"{rpath}: the bucket records sha256 {recorded} but {expected_sha256} is expected "
                               "(the registry's); it holds another file")
     expected = (expected_sha256 or recorded or "").lower() or None
+    if expected is None and isinstance(fs, S3FileSystem):
+        raise HashRecordError(f"{rpath} has no sha256 record (no {SIDECAR} sidecar, no sha256 metadata), so its bytes "
+                              "cannot be verified; neo refuses it. Fix: push a good copy with `neo-weights push FILE "
+                              "--as KEY`, which records its sha256")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
     try:
         if isinstance(fs, S3FileSystem) and size:

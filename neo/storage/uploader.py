@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,12 @@ class _Job:
     local: Path | None = None
     cleanup: bool = False  # delete ``local`` once done (a staged hard link)
     attempts: int = 0
+    precheck: Callable[[_Job], None] | None = None  # raises ReplaceRefused: the job is dropped, never retried
+    on_done: Callable[[_Job], None] | None = None
+
+
+class ReplaceRefused(RuntimeError):
+    """An upload or delete would replace a bucket object this run did not write; the message says which and why."""
 
 
 class BackgroundUploader:
@@ -58,16 +65,22 @@ class BackgroundUploader:
         self._current: _Job | None = None
         self._thread: threading.Thread | None = None
         self.failed: list[str] = []
+        self.refused: list[str] = []  # one message per object this uploader refused to replace or delete
         self.done: list[str] = []
 
     # -- submitting ---------------------------------------------------------------------------
-    def submit_upload(self, fs, local: Path, rpath: str, *, label: str, cleanup: bool = False) -> None:
-        """Queue ``local`` -> ``rpath``; a not-yet-started upload of the same object is replaced."""
-        self._submit(_Job("upload", fs, rpath, label, Path(local), cleanup), replace=True)
+    def submit_upload(self, fs, local: Path, rpath: str, *, label: str, cleanup: bool = False,
+                      precheck: Callable[[_Job], None] | None = None,
+                      on_done: Callable[[_Job], None] | None = None) -> None:
+        """Queue ``local`` -> ``rpath``; a not-yet-started upload of the same object is replaced.
+        ``precheck(job)`` runs right before each attempt: ReplaceRefused drops the job with one error."""
+        self._submit(_Job("upload", fs, rpath, label, Path(local), cleanup, precheck=precheck, on_done=on_done),
+                     replace=True)
 
-    def submit_delete(self, fs, rpath: str, *, label: str) -> None:
+    def submit_delete(self, fs, rpath: str, *, label: str, precheck: Callable[[_Job], None] | None = None,
+                      on_done: Callable[[_Job], None] | None = None) -> None:
         """Queue deleting ``rpath`` (and its sidecar); cancels a not-yet-started upload of it."""
-        self._submit(_Job("delete", fs, rpath, label), replace=True)
+        self._submit(_Job("delete", fs, rpath, label, precheck=precheck, on_done=on_done), replace=True)
 
     def _submit(self, job: _Job, replace: bool) -> None:
         with self._cond:
@@ -109,6 +122,8 @@ class BackgroundUploader:
     def _attempt(self, job: _Job) -> bool | None:
         """True done, False given up, None retry."""
         try:
+            if job.precheck is not None:
+                job.precheck(job)
             if job.kind == "upload":
                 uploaded = upload(job.local, job.fs, job.rpath, timeout_s=self.timeout_s)
                 log.info("%s %s", "Uploaded" if uploaded else "Already in bucket:", job.label)
@@ -121,8 +136,16 @@ class BackgroundUploader:
                 job.fs.invalidate_cache(os.path.dirname(job.rpath))
                 log.info("Deleted %s", job.label)
             self.done.append(job.label)
+            if job.on_done is not None:
+                job.on_done(job)
             self._cleanup(job)
             return True
+        except ReplaceRefused as exc:
+            log.error("%s", exc)
+            self.refused.append(str(exc))
+            self.failed.append(job.label)
+            self._cleanup(job)
+            return False
         except Exception as exc:  # noqa: BLE001 - never let a bucket error reach training
             job.attempts += 1
             reason = classify(exc)

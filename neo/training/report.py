@@ -55,6 +55,7 @@ class TrainSummary:
     start_epoch: int | None = None     # epoch / optimizer step stored in that checkpoint
     start_step: int | None = None
     precision: str | None = None       # Lightning precision the validation (hence AP) ran at, e.g. "bf16-mixed"
+    bucket_notes: list[str] = field(default_factory=list)  # the bucket was not checked / objects not replaced
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -129,7 +130,7 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     table.add_row("AP50 (val, best)", _fmt(metrics.get("AP50")))
     if summary.precision:  # neo-eval's default (32-true) can differ from it, and so can its AP
         table.add_row("AP measured at precision", summary.precision)
-    table.add_row("training images/s", f"{summary.images_per_s:.2f}")
+    table.add_row("training images/s", f"{summary.images_per_s:.2f}" if summary.images_per_s else "-")
     table.add_row("epochs / optimizer steps", f"{summary.epochs} / {summary.steps}")
     minutes, seconds = divmod(int(round(summary.wall_time_s)), 60)
     table.add_row("wall time", f"{minutes}m {seconds:02d}s")
@@ -143,6 +144,8 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     if summary.unsynced:
         table.add_row("[red]not in the bucket[/red]",
                       "\n".join(summary.unsynced) + "\n(kept locally; push with neo-weights push FILE)")
+    if summary.bucket_notes:
+        table.add_row("[red]bucket[/red]", "\n".join(summary.bucket_notes))
     console.print(table)
 
 

@@ -115,14 +115,58 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
     return module
 
 
-def checkpoint_plugins(cfg: DictConfig) -> list[Any]:
+def checkpoint_plugins(cfg: DictConfig, lease: Any = None) -> list[Any]:
     """``neo.storage.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
-    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
+    if not syncs_to_bucket(cfg):
         return []
     from neo.storage import CheckpointSync
     from neo.training.checkpoints import storage_settings
 
-    return [CheckpointSync(storage_settings(cfg.storage), run_identity(cfg))]
+    return [CheckpointSync(storage_settings(cfg.storage), run_identity(cfg), lease=lease)]
+
+
+def syncs_to_bucket(cfg: DictConfig) -> bool:
+    return bool(cfg.get("sync_checkpoints", True) and cfg.get("storage") is not None and cfg.storage.get("bucket"))
+
+
+def acquire_lease(cfg: DictConfig, notes: list[str]) -> Any:
+    """Own the run's bucket prefix (``neo.storage.lease.RunLease``) on global rank 0; None without a bucket push,
+    offline with a remote bucket, or (``storage.require=false``) when the bucket cannot be reached.
+    Raises RunFolderTaken naming the owner when another run holds it."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if not syncs_to_bucket(cfg) or rank_zero_only.rank != 0:
+        return None
+    from neo.storage.errors import classify
+    from neo.storage.lease import LeaseHeld, RunLease
+    from neo.training.checkpoints import storage_settings
+    from neo.training.run_folder import BucketNotChecked, RunFolderTaken
+
+    settings = storage_settings(cfg.storage)
+    if settings.offline_remote:
+        return None
+    try:
+        lease = RunLease(settings, run_identity(cfg)).acquire()
+    except LeaseHeld as exc:
+        raise RunFolderTaken(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the bucket is unreachable
+        from neo.storage.errors import access_hint
+
+        reason = f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        url = settings.url(f"{settings.run_checkpoint_dir(run_identity(cfg)).rsplit('/', 1)[0]}/lease.json")
+        if settings.require and cfg.get("ckpt_path") is None:  # a resume goes on: its pushes are guarded anyway
+            hint = access_hint(exc, settings.protocol)
+            raise BucketNotChecked(
+                f"could not take the lease {url} of run {str(cfg.run_name)!r} ({reason}).{' ' + hint if hint else ''} "
+                f"Without it another run with this run_name could push into the same bucket prefix. Restore access "
+                f"to the bucket and run the same command again, or train anyway with storage.require=false.") from None
+        log.warning("Could not take the lease %s (%s): training without it; this run will replace no bucket object "
+                    "it did not write.", url, reason)
+        notes.append(f"this run did not own its bucket prefix: {url} could not be written ({reason})")
+        return None
+    if lease.took_over:
+        notes.append(f"took over {lease.url} from {lease.took_over}")
+    return lease
 
 
 def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
@@ -132,9 +176,9 @@ def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logge
     return [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger]) -> pl.Trainer:
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=checkpoint_plugins(cfg),
-                       _convert_="all")
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Logger], lease: Any = None) -> pl.Trainer:
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                       plugins=checkpoint_plugins(cfg, lease), _convert_="all")
 
 
 def _find(callbacks: list[Callback], kind: type) -> Any:
@@ -148,7 +192,16 @@ def train(cfg: DictConfig) -> TrainSummary:
     and :class:`NonFiniteLossError` when the loss stops being finite (after saving the last good state).
     """
     check_config(cfg)
-    check_fresh_start(cfg)  # a fresh run never replaces another run's checkpoints (locally or in the bucket)
+    notes = check_fresh_start(cfg)  # a fresh run never replaces another run's checkpoints (locally or in the bucket)
+    held: list[Any] = []
+    try:
+        return _train(cfg, notes, held)
+    finally:
+        for lease in held:
+            lease.release()
+
+
+def _train(cfg: DictConfig, notes: list[str], held: list[Any]) -> TrainSummary:
     if cfg.get("print_config", True):
         print_config_tree(cfg)
     if cfg.get("torch_threads"):
@@ -162,12 +215,18 @@ def train(cfg: DictConfig) -> TrainSummary:
     datamodule = instantiate(cfg.data, _convert_="all")
     module = build_module(cfg)
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), run_identity(cfg), cfg.paths.checkpoint_dir, cfg.get("storage"))
+    lease = acquire_lease(cfg, notes)  # one run per bucket prefix: a second one with this run_name stops here
+    held.extend([lease] if lease is not None else [])
     loggers = build_loggers(cfg.get("logger"), _checkpoint_step(ckpt))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
     callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
-    trainer = build_trainer(cfg, callbacks, loggers)
+    trainer = build_trainer(cfg, callbacks, loggers, lease)
+    sync = trainer.strategy.checkpoint_io
+    if hasattr(sync, "take_baseline") and (cfg.get("ckpt_path") is not None or cfg.get("overwrite", False)):
+        sync.take_baseline(ckpt)  # continuing (or replacing on purpose): what it may replace in the bucket
 
     summary = TrainSummary(run_dir=run_dir)
+    summary.bucket_notes = list(notes)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
@@ -187,6 +246,10 @@ def train(cfg: DictConfig) -> TrainSummary:
             _locate_best_checkpoint(summary, cfg)
             if summary.status == "finished" and summary.start_step is not None and summary.steps == summary.start_step:
                 summary.status = "already finished"  # max_epochs / max_time / early stopping: nothing left to do
+            if summary.status == "finished" and summary.start_step is None and _nothing_trained(trainer, ckpt):
+                summary.status = "already finished"
+            if summary.status == "already finished":
+                _fill_from_checkpoint(summary, ckpt, cfg)
         if _ranks_ran_in_children(trainer):  # ddp_spawn / ddp_fork: this process only launched them
             _recover_from_checkpoints(summary, trainer, Path(cfg.paths.checkpoint_dir))
     if cfg.get("test_after_fit") and summary.best_checkpoint:
@@ -219,6 +282,31 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     summary.tensorboard_dir = Path(tb.log_dir) if tb is not None else None
     summary.unsynced = list(getattr(trainer.strategy.checkpoint_io, "unsynced", None) or [])
+    summary.bucket_notes = [*summary.bucket_notes, *(getattr(trainer.strategy.checkpoint_io, "refused", None) or [])]
+
+
+def _nothing_trained(trainer: pl.Trainer, ckpt: Path) -> bool:
+    """True when fit resumed from ``ckpt`` and stopped without a step (its limits were already reached)."""
+    return trainer.global_step == _checkpoint_step(ckpt)
+
+
+def _fill_from_checkpoint(summary: TrainSummary, ckpt: Path, cfg: DictConfig) -> None:
+    """A resumed run with nothing left to train: its figures are the checkpoint's (this process measured no
+    speed, and the checkpoint paths it restored may name files of another machine)."""
+    from neo.training.checkpoint_format import read_neo
+
+    content = read_neo(ckpt, key=None, mmap=True, need_config=False).content
+    summary.start_epoch = summary.start_epoch if summary.start_epoch is not None else int(content.get("epoch", 0))
+    summary.start_step = summary.start_step if summary.start_step is not None else int(content.get("global_step", 0))
+    summary.steps = int(content.get("global_step", summary.steps))
+    history = content.get("neo_metrics_history") or []
+    if not summary.metrics and history:
+        summary.metrics = dict(max(history, key=lambda m: m.get("AP", -1.0)))
+    summary.images_per_s = 0.0  # nothing was trained here: shown as "-"
+    last = summary.last_checkpoint
+    if last is None or not Path(last).is_file():
+        summary.last_checkpoint = Path(ckpt)  # the file resumed from (the fetched copy of the bucket's)
+    _locate_best_checkpoint(summary, cfg)
 
 
 def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:

@@ -64,47 +64,63 @@ def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
 
 
-def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str]]:
-    """(URL of the run's bucket checkpoint folder, checkpoint names there); (None, []) without a bucket push.
+class BucketNotChecked(ConfigError):
+    """A fresh run whose bucket could not be listed: it might replace a run that exists only there."""
 
-    A bucket that cannot be listed (network, credentials, server gone) counts as empty with a warning: the
-    bucket is a mirror and training must not depend on it (README: "Bucket down at start").
-    """
+
+def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
+    """(URL of the run's bucket checkpoint folder, checkpoint names there, why it could not be listed or None);
+    (None, [], None) without a bucket push. Offline with a remote bucket counts as "could not be listed"."""
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
-        return None, []
+        return None, [], None
     from neo.storage.settings import StorageSettings
 
     settings = StorageSettings.from_config(cfg.storage)
     key = settings.run_checkpoint_dir(run_identity(cfg))
     url = settings.url(key)
-    if settings.is_offline:
-        return url, []
+    if settings.offline_remote:
+        return url, [], "offline mode is on (NEO_OFFLINE or storage.offline)"
     try:
         fs, root = settings.bucket_fs()
         fs.invalidate_cache(f"{root}/{key}")
         entries = fs.ls(f"{root}/{key}", detail=True)
     except FileNotFoundError:
-        return url, []
-    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone: the bucket is only a mirror
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        log.warning("Could not check whether %s already holds checkpoints of run %r (%s): training anyway; if it "
-                    "does, they will be replaced when this run pushes. Stop now and use ckpt_path=auto or another "
-                    "run_name if that is not what you want.", url, run_identity(cfg), reason)
-        return url, []
+        return url, [], None
+    except Exception as exc:  # noqa: BLE001 - network, credentials, server gone
+        from neo.storage.errors import classify
+
+        return url, [], f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
-    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")]
+    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")], None
 
 
-def check_fresh_start(cfg: DictConfig) -> None:
+def check_fresh_start(cfg: DictConfig) -> list[str]:
     """Refuse (RunFolderTaken) a run without ``ckpt_path`` whose folder or bucket prefix holds checkpoints,
-    unless ``overwrite=true``."""
+    unless ``overwrite=true``; refuse (BucketNotChecked) one whose bucket could not be listed, unless
+    ``storage.require=false``. Returns notes for the run's summary (the bucket was not checked)."""
     if cfg.get("ckpt_path") is not None or cfg.get("overwrite", False):
-        return
+        return []
     checkpoint_dir = Path(str(cfg.paths.checkpoint_dir))
     local = local_checkpoints(checkpoint_dir)
-    url, remote = bucket_checkpoints(cfg)
+    url, remote, unchecked = bucket_checkpoints(cfg)
+    notes = []
+    if unchecked and not local:
+        from neo.storage.redact import redact
+
+        name = str(cfg.run_name)
+        if _as_bool(cfg.storage.get("require", True)):
+            raise BucketNotChecked(redact(
+                f"could not check whether {url} already holds checkpoints of run {name!r} ({unchecked}). A fresh run "
+                f"could replace a run that exists only in the bucket, so it does not start. Ways on: restore access "
+                f"to the bucket and run the same command again (ckpt_path=auto continues that run if it is there); "
+                f"or start a run with another run_name; or train anyway with storage.require=false (its pushes never "
+                f"replace an object it did not write, and its summary says the bucket was not checked)."))
+        notes.append(redact(f"the bucket was not checked before this fresh run started ({unchecked}); "
+                            f"storage.require=false"))
+        log.warning("Could not check %s for checkpoints of run %r (%s): training anyway (storage.require=false); "
+                    "this run will replace no bucket object it did not write.", redact(url), name, redact(unchecked))
     if not local and not remote:
-        return
+        return notes
     held = []
     if local:
         held.append(f"{checkpoint_dir} holds {', '.join(p.name for p in local)}")
@@ -117,6 +133,41 @@ def check_fresh_start(cfg: DictConfig) -> None:
         f"summary); or start a separate run with run_name={name}_2 (any new name); or replace it on purpose "
         f"with overwrite=true."
     )
+
+
+def check_owner(cfg: DictConfig) -> None:
+    """Refuse (RunFolderTaken, naming the owner) a run whose bucket prefix another run owns (its lease); reads
+    only. An unreachable bucket is left to :func:`check_fresh_start` and the lease taken in ``train``."""
+    if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket") \
+            or _global_rank() != 0:  # the lease is rank 0's; the other ranks of the same run never check it
+        return
+    from neo.storage.lease import LeaseHeld, RunLease
+    from neo.storage.settings import StorageSettings
+
+    settings = StorageSettings.from_config(cfg.storage)
+    if settings.offline_remote:
+        return
+    try:
+        RunLease(settings, run_identity(cfg)).check_free()
+    except LeaseHeld as exc:
+        raise RunFolderTaken(str(exc)) from None
+    except Exception:  # noqa: BLE001 - unreachable: check_fresh_start and the lease in train() say so
+        return
+
+
+def _global_rank() -> int:
+    """This process's global rank from the launcher's environment (as Lightning reads it), 0 when unset."""
+    import os
+
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _as_bool(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -203,12 +254,66 @@ def summary_from_record(record: dict[str, Any], run_dir: Path, status: str):
     )
 
 
+def _config_problems(config: DictConfig) -> str | None:
+    """neo-train's configuration check (no torch) on the composed config, before Hydra writes anything."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from neo.cli.train import early_config_error
+
+    try:
+        if not HydraConfig.initialized():
+            HydraConfig.instance().set_config(config)  # run_job sets the same config right after this callback
+        return early_config_error(config)
+    except Exception:  # noqa: BLE001 - the task's own check runs again and reports it
+        return None
+
+
+def bucket_setting_problem(config: DictConfig, credentials_only: bool = False) -> str | None:
+    """Credentials anywhere in the command line or the config, or an invalid storage setting: the message (redacted,
+    naming the value and the fix), or None. Checked before Hydra writes ``.hydra/`` or a log file, so a refused
+    bucket setting leaves no file behind and credentials never reach one."""
+    from neo.storage.hydra_guard import credentials_problem
+    from neo.storage.redact import redact
+
+    problem = credentials_problem(config)
+    if problem or credentials_only or config.get("storage") is None:
+        return problem
+    from neo.storage.errors import StorageConfigError
+    from neo.storage.settings import StorageSettings
+
+    try:
+        StorageSettings.from_config(config.storage)
+    except StorageConfigError as exc:
+        return redact(f"storage: {exc}")
+    except Exception:  # noqa: BLE001 - an unresolvable interpolation: the run's config check names it
+        return None
+    return None
+
+
 class RunFolderGuard(Callback):
     """Hydra callback: a single run that would overwrite another run, or has nothing left to train, stops
-    before Hydra writes into its folder (exit 1 with one paragraph / exit 0 with the summary)."""
+    before Hydra writes into its folder (exit 1 with one paragraph / exit 0 with the summary). A bucket setting
+    that is refused (a typo, credentials in it) stops every run and sweep before anything is written."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = bucket_setting_problem(config, credentials_only=True)  # a bad point is a failed row of its own
+        if problem:
+            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = bucket_setting_problem(config, credentials_only=True)
+        if problem:
+            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        problems = _config_problems(config)
+        if problems:  # every problem at once, as neo-train's own check prints them, before anything is written
+            from neo.storage.redact import redact
+
+            print(f"neo-train: {redact(problems)}", flush=True)
+            sys.exit(1)
         try:
+            check_owner(config)
             finished = finished_run(config)
             if finished is None:
                 check_fresh_start(config)

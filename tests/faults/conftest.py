@@ -65,7 +65,7 @@ def bucket_problems(client, bucket: str) -> list[str]:
     problems = [f"pending multipart upload {u['Key']}"
                 for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
-    for key in sorted(k for k in keys if not k.endswith(".sha256")):
+    for key in sorted(k for k in keys if not k.endswith((".sha256", "/lease.json"))):  # a run's lease: no data
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         if f"{key}.sha256" not in keys:
             problems.append(f"{key} has no .sha256 sidecar")

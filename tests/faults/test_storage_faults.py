@@ -70,7 +70,8 @@ def test_bucket_down_at_start_trains_with_a_warning_when_it_is_only_a_mirror(syn
                                                                               monkeypatch, caplog):
     monkeypatch.setenv("R2_ENDPOINT_URL", DEAD)
     clear_instance_caches()
-    cfg = compose_train(short_run(synth_root, tmp_path, "run_name=mirror", *r2(tmp_path)), toy=True)
+    cfg = compose_train(short_run(synth_root, tmp_path, "run_name=mirror", *r2(tmp_path), "storage.require=false"),
+                        toy=True)  # a fresh run with the bucket down trains only when told (storage.require=false)
     with caplog.at_level(logging.WARNING):
         summary = train(cfg)
     assert summary.status == "finished" and summary.steps == 2
@@ -87,8 +88,8 @@ def test_bucket_down_at_start_trains_with_a_warning_when_it_is_only_a_mirror(syn
 def test_bucket_down_and_a_needed_weight_only_there_is_a_clear_error(synth_root, tmp_path, endpoint):
     put("checkpoints/detector.ckpt", os.urandom(50_000), tmp_path)  # uploaded while the bucket was up
     env = run_env(endpoint.env, R2_ENDPOINT_URL=DEAD)
-    result = neo("neo-train", *short_run(synth_root, tmp_path, "model=tiny", "pretrained=detector.ckpt", *r2(tmp_path)),
-                 cwd=tmp_path, env=env)
+    result = neo("neo-train", *short_run(synth_root, tmp_path, "model=tiny", "pretrained=detector.ckpt", *r2(tmp_path),
+                                         "storage.require=false"), cwd=tmp_path, env=env)
     text = output(result)
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
@@ -219,7 +220,8 @@ def test_missing_bucket_is_named_for_downloads_and_uploads(synth_root, tmp_path,
     assert "The bucket does not exist: create it, or fix storage.bucket" in message
     # the same bucket as a checkpoint mirror: training finishes, the log says which bucket is missing
     overrides = [o if not o.startswith("storage.bucket=") else "storage.bucket=r2://no-such-bucket" for o in r2(tmp_path)]
-    cfg = compose_train(short_run(synth_root, tmp_path, "run_name=nobucket", *overrides), toy=True)
+    cfg = compose_train(short_run(synth_root, tmp_path, "run_name=nobucket", *overrides, "storage.require=false"),
+                        toy=True)  # without it the run is refused at start, naming the missing bucket
     with caplog.at_level(logging.WARNING):
         summary = train(cfg)
     assert summary.status == "finished"
