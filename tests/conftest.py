@@ -15,6 +15,8 @@ import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.support import run_cli, train_overrides  # noqa: E402,F401 - re-exported: test files import them from here
+
 
 @pytest.fixture(autouse=True)
 def _no_log_handler_outlives_its_stream():
@@ -39,25 +41,3 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("synth")
     generate_synthetic_coco(root, num_train=24, num_val=8, size="320x180", num_classes=3, seed=0)
     return root
-
-
-def train_overrides(root, out, *extra: str) -> list[str]:
-    """Hydra overrides for a short CPU run on `root` (from `synth_root`) writing under `out`."""
-    return [
-        f"paths.root_dir={out}",
-        f"data.root={root}",
-        "data.synthetic=null",
-        "data.num_classes=3",
-        "data.resolution=320x180",
-        "data.train_scales=[1.0]",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "data.persistent_workers=false",
-        "data.no_aug_epochs=0",
-        "trainer=cpu",
-        "trainer.num_sanity_val_steps=0",
-        "print_config=false",
-        "torch_threads=1",
-        "callbacks.progress=null",
-        *extra,
-    ]
