@@ -63,14 +63,15 @@ def _environment(env: dict[str, str] | None, extra: dict[str, str]) -> dict[str,
 
 
 def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None,
-            **extra_env: str) -> subprocess.CompletedProcess:
+            timeout: float | None = None, **extra_env: str) -> subprocess.CompletedProcess:
     """``command ARGS`` through its console-script entry point in this process, as a new process would run it.
 
     The same argv, working directory and environment (``env`` replaces ``os.environ`` for the call, ``QUIET``
     and ``extra_env`` on top); stdout/stderr captured; ``SystemExit`` becomes the exit code and an uncaught
     exception prints its traceback and exits 1, as Python does. Everything a command changes in the
     interpreter (argv, cwd, environment, warning filters, signal handlers, Hydra's global state, log
-    handlers on the captured streams or on its log file) is put back afterwards.
+    handlers on the captured streams or on its log file) is put back afterwards. ``timeout`` is accepted so a
+    call switches between the two runners unchanged; pytest's own --timeout bounds an in-process run.
     """
     from hydra.core.global_hydra import GlobalHydra
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from tests.conftest import train_overrides
-from tests.support.commands import run_command, start_command
+from tests.support.commands import run_cli, start_command
 from tests.sweeps.helpers import output, read_json
 
 STEPS_PER_EPOCH = 6  # 24 synthetic train images / batch 4
@@ -46,7 +46,7 @@ def test_sigkill_mid_epoch_then_same_command_continues(synth_root: Path, tmp_pat
     assert saved["epoch"] == 0 and saved["global_step"] < STEPS_PER_EPOCH  # killed in the middle of epoch 0
     assert not (run / "checkpoints/interrupted.ckpt").exists()  # SIGKILL: nothing could be saved on the way out
 
-    resumed = run_command("neo-train", *command, cwd=tmp_path)
+    resumed = run_cli("neo-train", *command, cwd=tmp_path)  # the same command again (in this process)
     assert resumed.returncode == 0, output(resumed)
     assert "resumed from" in resumed.stdout
     record = read_json(run / "summary.json")

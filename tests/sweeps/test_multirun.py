@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.support.commands import start_command
-from tests.sweeps.helpers import output, read_json, run_cli, run_command, write_tiny_experiment
+from tests.sweeps.helpers import output, read_json, run_cli, write_tiny_experiment
 
 GRID = ["data.resolution=256x144,320x180", "optim.lr=1e-4,2e-4"]
 POINTS = {f"data.resolution={r},debug=fast,optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
@@ -75,7 +75,7 @@ def test_stopped_sweep_point_rerun_continues_in_its_own_folder(synth_root: Path,
     assert process.returncode == 130, stopped[-4000:]
     assert read_json(point / "summary.json")["status"] == "interrupted"
 
-    again = run_command("neo-train", *command, cwd=tmp_path)
+    again = run_cli("neo-train", *command, cwd=tmp_path)  # the same command again (in this process)
     assert again.returncode == 0, output(again)
     assert [p.name for p in point.parent.iterdir() if p.is_dir() and not p.name.startswith(".")] == [point.name]  # no new folder
     record = read_json(point / "summary.json")
