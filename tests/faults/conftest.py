@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.storage.conftest import endpoint, s3_server  # noqa: F401 - fixtures: a real S3 server on 127.0.0.1
@@ -137,18 +136,3 @@ class DyingProxy:
                 except OSError:
                     pass
                 s.close()
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """last.ckpt of a 2-step run of the tiny RT-DETR preset on the synthetic set (made once per session)."""
-    from neo.training.run import train
-    from tests.conftest import train_overrides
-    from tests.training.helpers import compose_train
-
-    out = tmp_path_factory.mktemp("tiny-run")
-    cfg = compose_train(train_overrides(synth_root, out, "model=tiny", "run_name=tiny", "trainer.max_epochs=1",
-                                        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                                        "logger=none", "sync_checkpoints=false"))
-    summary = train(cfg)
-    return summary.last_checkpoint
