@@ -69,9 +69,10 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
     The same argv, working directory and environment (``env`` replaces ``os.environ`` for the call, ``QUIET``
     and ``extra_env`` on top); stdout/stderr captured; ``SystemExit`` becomes the exit code and an uncaught
     exception prints its traceback and exits 1, as Python does. Everything a command changes in the
-    interpreter (argv, cwd, environment, warning filters, signal handlers, Hydra's global state, log
-    handlers on the captured streams or on its log file) is put back afterwards. ``timeout`` is accepted so a
-    call switches between the two runners unchanged; pytest's own --timeout bounds an in-process run.
+    interpreter (argv, cwd, environment, warning filters, signal handlers, Hydra's global state, cached
+    bucket filesystems, log handlers on the captured streams or on its log file) is put back afterwards.
+    ``timeout`` is accepted so a call switches between the two runners unchanged; pytest's own --timeout
+    bounds an in-process run.
     """
     from hydra.core.global_hydra import GlobalHydra
 
@@ -83,6 +84,7 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
     GlobalHydra.instance().clear()
     os.environ.clear()
     os.environ.update(_environment(env, extra_env))
+    _forget_filesystems()
     sys.argv = [command, *args]
     code = 0
     try:
@@ -108,9 +110,17 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
             if handler is not None:
                 signal.signal(number, handler)
         GlobalHydra.instance().clear()
+        _forget_filesystems()
         _drop_handlers(handlers_before, (out, err))
         _reset_train_flags()
     return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
+
+
+def _forget_filesystems() -> None:
+    """A new process has no bucket filesystem cached from another environment (endpoint, credentials)."""
+    protocols = sys.modules.get("neo.storage.protocols")
+    if protocols is not None:
+        protocols.clear_instance_caches()
 
 
 def _loggers() -> list[logging.Logger]:
