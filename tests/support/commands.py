@@ -81,9 +81,10 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     saved_signals = {s: signal.getsignal(s) for s in _SIGNALS}
     handlers_before = _handlers()
+    environment = _environment(env, extra_env)
     GlobalHydra.instance().clear()
     os.environ.clear()
-    os.environ.update(_environment(env, extra_env))
+    os.environ.update(environment)
     _forget_filesystems()
     sys.argv = [command, *args]
     code = 0
