@@ -475,8 +475,8 @@ def test_push_failures_are_one_paragraph_and_exit_1(tmp_path, endpoint, monkeypa
 
 def test_push_with_the_server_down_retries_then_says_what_to_check(tmp_path, endpoint):
     (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
-    result = neo("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
-                 env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
+    result = run_cli("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
+                     env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
     text = output(result)
     assert result.returncode == 1 and "Traceback" not in text, text
     assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (network:" in flat(text)

@@ -81,6 +81,10 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     saved_signals = {s: signal.getsignal(s) for s in _SIGNALS}
     handlers_before = _handlers()
+    root = logging.getLogger()
+    saved_root = list(root.handlers), root.level
+    root.handlers = []  # a new process starts without pytest's capture handlers: warnings reach stderr
+    root.setLevel(logging.WARNING)
     environment = _environment(env, extra_env)
     GlobalHydra.instance().clear()
     os.environ.clear()
@@ -112,6 +116,11 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
                 signal.signal(number, handler)
         GlobalHydra.instance().clear()
         _forget_filesystems()
+        for handler in root.handlers:  # the command's root handlers end with it, as they would with its process
+            if handler not in saved_root[0] and isinstance(handler, logging.FileHandler):
+                handler.close()
+        root.handlers = saved_root[0]
+        root.setLevel(saved_root[1])
         _drop_handlers(handlers_before, (out, err))
         _reset_train_flags()
     return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
