@@ -16,17 +16,19 @@ import torch
 
 from tests.conftest import train_overrides
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET, run_env
-from tests.support.commands import run_cli, run_command
+from tests.support.commands import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 WIRED = any("CheckpointSync" in p.read_text() for p in (ROOT / "neo/training").glob("*.py"))
 pytestmark = pytest.mark.skipif(not WIRED, reason="neo.training does not use CheckpointSync yet")
 
 
-def neo_train(endpoint, out: Path, synth_root: Path, *extra: str, in_process: bool = False) -> subprocess.CompletedProcess:
+def neo_train(endpoint, out: Path, synth_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``neo-train`` in this process with the bucket's environment (the console script's own process is tested in
+    tests/cli and tests/faults/test_secrets.py)."""
     args = train_overrides(synth_root, out, "model=tiny", "debug=limit", "run_name=e2e", "sync_checkpoints=true", "storage=r2",
                            f"storage.bucket=r2://{BUCKET}", f"storage.cache_dir={out}/cache", *extra)
-    return (run_cli if in_process else run_command)("neo-train", *args, cwd=out, env=run_env(endpoint.env))
+    return run_cli("neo-train", *args, cwd=out, env=run_env(endpoint.env))
 
 
 def test_train_push_delete_resume_from_bucket(endpoint, synth_root, tmp_path):
@@ -40,7 +42,7 @@ def test_train_push_delete_resume_from_bucket(endpoint, synth_root, tmp_path):
             blob = path.read_bytes()
             assert SECRET.encode() not in blob and KEY_ID.encode() not in blob, path
     shutil.rmtree(tmp_path / "outputs")
-    second = neo_train(endpoint, tmp_path, synth_root, "trainer.max_epochs=2", "ckpt_path=auto", in_process=True)
+    second = neo_train(endpoint, tmp_path, synth_root, "trainer.max_epochs=2", "ckpt_path=auto")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"r2://{BUCKET}/runs/e2e-debug-limit/checkpoints/" in second.stdout + second.stderr
     last = torch.load(tmp_path / "outputs/runs/e2e-debug-limit/checkpoints/last.ckpt", weights_only=True)
