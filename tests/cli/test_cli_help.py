@@ -55,3 +55,12 @@ def test_data_and_bench_help_start_with_readme_examples(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("neo-bench: ")
     assert all(_in_readme(e) for e in _examples(out, "neo-bench"))
+
+
+@pytest.mark.parametrize(("command", "first_line"), [("neo-data", "usage: neo-data "), ("neo-bench", "neo-bench: ")])
+def test_data_and_bench_console_scripts_run_as_installed(command: str, first_line: str, tmp_path) -> None:
+    """The one subprocess of each of these commands (every other test calls their main() in-process)."""
+    result = run_command(command, "--help", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith(first_line) and "Traceback" not in result.stderr
+    assert [e for e in _examples(result.stdout, command) if _in_readme(e)]
