@@ -1,4 +1,5 @@
-"""Shared test settings: one torch thread (2 cores shared by the whole suite), small synthetic dataset."""
+"""Shared test settings: one torch thread (2 cores shared by the whole suite), small synthetic dataset, one tiny
+trained run per session. Helpers live in tests/support/ (``run_cli`` and ``train_overrides`` re-exported here)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ torch.set_num_threads(1)
 
 
 import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from tests.support import run_cli, train_overrides  # noqa: E402,F401 - re-exported: test files import them from here
 
 
 @pytest.fixture(autouse=True)
@@ -41,23 +45,32 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory):
     return root
 
 
-def train_overrides(root, out, *extra: str) -> list[str]:
-    """Hydra overrides for a short CPU run on `root` (from `synth_root`) writing under `out`."""
-    return [
-        f"paths.root_dir={out}",
-        f"data.root={root}",
-        "data.synthetic=null",
-        "data.num_classes=3",
-        "data.resolution=320x180",
-        "data.train_scales=[1.0]",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "data.persistent_workers=false",
-        "data.no_aug_epochs=0",
-        "trainer=cpu",
-        "trainer.num_sanity_val_steps=0",
-        "print_config=false",
-        "torch_threads=1",
-        "callbacks.progress=null",
-        *extra,
-    ]
+@pytest.fixture(scope="session")
+def trained_run(synth_root, tmp_path_factory: pytest.TempPathFactory):
+    """The run folder of one tiny trained run (2 steps of model=tiny on ``synth_root``), trained once per session.
+
+    Shared by every test that only needs "a trained checkpoint": read it, never change it (take
+    ``trained_checkpoint`` for a copy of your own). The session fails if any of its files changed.
+    """
+    from tests.support.trained import digests, train_tiny_run
+
+    run = train_tiny_run(synth_root, tmp_path_factory.mktemp("trained-run"))
+    before = digests(run)
+    yield run
+    assert digests(run) == before, f"a test changed the shared trained run {run}: copy it (trained_checkpoint)"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(trained_run):
+    """last.ckpt of the shared trained run (read-only)."""
+    return trained_run / "checkpoints/last.ckpt"
+
+
+@pytest.fixture
+def trained_checkpoint(tiny_checkpoint, tmp_path):
+    """A copy of the shared trained run's last.ckpt in this test's folder, to change as the test likes."""
+    import shutil
+
+    target = tmp_path / "trained/last.ckpt"
+    target.parent.mkdir()
+    return Path(shutil.copy2(tiny_checkpoint, target))

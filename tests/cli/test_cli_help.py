@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from neo.cli.bench import main as neo_bench
 from neo.cli.data import build_parser as data_parser
+from tests.support.commands import run_command
 
-BIN = Path(sys.executable).parent
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
@@ -39,8 +36,7 @@ def _examples(text: str, command: str) -> list[str]:
 
 @pytest.mark.parametrize("command", ["neo-train", "neo-eval", "neo-predict"])
 def test_hydra_commands_help_starts_with_readme_examples(command):
-    result = subprocess.run([str(BIN / command), "--help"], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_command(command, "--help", cwd=Path.cwd())
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{command}: ") and lines[2].startswith("Examples")
@@ -59,3 +55,12 @@ def test_data_and_bench_help_start_with_readme_examples(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("neo-bench: ")
     assert all(_in_readme(e) for e in _examples(out, "neo-bench"))
+
+
+@pytest.mark.parametrize(("command", "first_line"), [("neo-data", "usage: neo-data "), ("neo-bench", "neo-bench: ")])
+def test_data_and_bench_console_scripts_run_as_installed(command: str, first_line: str, tmp_path) -> None:
+    """The one subprocess of each of these commands (every other test calls their main() in-process)."""
+    result = run_command(command, "--help", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith(first_line) and "Traceback" not in result.stderr
+    assert [e for e in _examples(result.stdout, command) if _in_readme(e)]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from tests.cli.test_cli_e2e import BIN, ENV, _tiny
+from tests.cli.test_cli_e2e import _tiny
+from tests.support.commands import run_cli, start_command, tail
 
 
 def test_sigterm_saves_interrupt_checkpoint_and_auto_resume_continues(synth_root: Path, tmp_path: Path) -> None:
     base = _tiny(synth_root, tmp_path, "run_name=sig", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                  "trainer.check_val_every_n_epoch=100", "logger=none", "callbacks.ema=null")
-    process = subprocess.Popen([str(BIN / "neo-train"), *base, "trainer.max_epochs=100"], cwd=tmp_path, env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_command("neo-train", *base, "trainer.max_epochs=100", cwd=tmp_path)
     checkpoints = tmp_path / "outputs/runs/sig/checkpoints"
     deadline = time.monotonic() + 240
     while not (checkpoints / "last.ckpt").is_file() and process.poll() is None and time.monotonic() < deadline:
@@ -31,8 +30,8 @@ def test_sigterm_saves_interrupt_checkpoint_and_auto_resume_continues(synth_root
     assert interrupted["global_step"] >= 2
 
     epochs = interrupted["epoch"] + 2
-    resumed = subprocess.run([str(BIN / "neo-train"), *base, f"trainer.max_epochs={epochs}", "ckpt_path=auto"],
-                             cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # the same command with ckpt_path=auto, in this process (the signal above is what needs a real one)
+    resumed = run_cli("neo-train", *base, f"trainer.max_epochs={epochs}", "ckpt_path=auto", cwd=tmp_path)
+    assert resumed.returncode == 0, tail(resumed)
     assert "neo-train: finished" in resumed.stdout
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] > interrupted["global_step"]

@@ -3,9 +3,7 @@ checkpoints, end to end through the console script; the registry's official COCO
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,17 +11,16 @@ import torch
 
 from neo.storage.registry import Registry
 from tests.official_checkpoints import REFERENCE, official_state_dict
+from tests.support.commands import run_cli, run_command
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NEO_OFFLINE": "0"}
 R18_FILE = "rtdetr_r18vd_dec3_6x_coco_from_paddle.pth"
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference key lists not available")
 
 
-def _import(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "neo-weights"), "--bucket", str(cwd / "bucket"), "--cache-dir",
-                           str(cwd / "cache"), "import", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+def _import(*args: str, cwd: Path, in_process: bool = False) -> subprocess.CompletedProcess:
+    """``neo-weights import ARGS`` as a new process, or with ``in_process`` its entry point in this one."""
+    return (run_cli if in_process else run_command)("neo-weights", "--bucket", str(cwd / "bucket"), "--cache-dir", str(cwd / "cache"), "import",
+                       *args, cwd=cwd, timeout=120, NEO_OFFLINE="0")
 
 
 def test_import_registry_name_from_the_bucket_prefers_ema(tmp_path: Path) -> None:
@@ -64,7 +61,7 @@ def test_import_v2_file_url_drops_and_reports_size_bound_buffers(tmp_path: Path)
     v2 = official_state_dict("rtdetrv2_r18vd", seed=3)
     src = tmp_path / "rtdetrv2_r18vd_120e_coco.pth"
     torch.save({"model": v2, "last_epoch": 119}, src)
-    result = _import(src.as_uri(), "--out", "v2.ckpt", cwd=tmp_path)
+    result = _import(src.as_uri(), "--out", "v2.ckpt", cwd=tmp_path, in_process=True)  # a process: the test above
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "(model)" in out and "RT-DETR v2, preset rtdetr_r18" in out and "mapped: 533 tensors" in out

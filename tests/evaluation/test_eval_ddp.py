@@ -54,8 +54,9 @@ def _single_process(annotation_file: str, images: str) -> dict[str, float]:
 
 def test_two_ranks_compute_once_and_equal_single_process(tmp_path):
     annotation_file = str(write_annotations(tmp_path))
-    queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_rank, args=(_free_port(), annotation_file, queue), nprocs=WORLD, join=True)
+    # fork: real processes and a real gloo group, without re-importing torch in each rank as spawn does
+    queue = mp.get_context("fork").SimpleQueue()
+    mp.start_processes(_rank, args=(_free_port(), annotation_file, queue), nprocs=WORLD, join=True, start_method="fork")
     results = sorted(queue.get() for _ in range(WORLD))
     assert [r[1] for r in results] == [[1, 3], [2, 1]]
     seen, everything = _single_process(annotation_file, "seen"), _single_process(annotation_file, "all")

@@ -4,9 +4,6 @@ fused RepVGG, EMA weights by default, tie-robust comparison."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +15,8 @@ from torch import nn
 from neo.export import DeployableDetector, check_parity, export_onnx, run_onnx, sample_images
 from neo.export.onnx import ParityCheck, compare_detections
 from neo.models.rtdetr.repvgg import RepVggBlock
+from tests.support.commands import run_command
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 SIZE = (360, 640)
 
 
@@ -50,8 +46,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_neo_export_cli_matches_pytorch_with_ema_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny.onnx"
-    result = subprocess.run([str(BIN / "neo-export"), "onnx", str(tiny_checkpoint), "--size", "640x360", "--out",
-                             str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+    result = run_command("neo-export", "onnx", str(tiny_checkpoint), "--size", "640x360", "--out", str(out),
+                         cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "input  images uint8 [batch, 3, 360, 640] RGB 0..255" in result.stdout
     line = next(x for x in result.stdout.splitlines() if x.startswith("onnxruntime vs PyTorch (batch 2)"))

@@ -7,40 +7,25 @@ Every fault test ends with :func:`assert_nothing_lost`: the checkpoints left beh
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.storage.conftest import endpoint, s3_server  # noqa: F401 - fixtures: a real S3 server on 127.0.0.1
+from tests.support.commands import flat, output, run_command  # noqa: F401 - output, flat: imported from here
 
-BIN = Path(sys.executable).parent
 PARTIAL_SUFFIXES = (".part", ".tmp")
 
 
 def neo(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
         timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a console script (``neo-train`` ...) as a user would; stdout and stderr captured as text."""
-    base = env if env is not None else dict(os.environ)
-    env = {**base, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
-    return subprocess.run([str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def output(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
-
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (the console wraps long messages)."""
-    return " ".join(text.split())
+    """Run a console script (``neo-train`` ...) as a user would: a new process; stdout and stderr captured as text."""
+    return run_command(command, *args, cwd=cwd, env=env, timeout=timeout)
 
 
 def loadable_checkpoints(*folders: Path) -> dict[str, dict]:
@@ -151,18 +136,3 @@ class DyingProxy:
                 except OSError:
                     pass
                 s.close()
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """last.ckpt of a 2-step run of the tiny RT-DETR preset on the synthetic set (made once per session)."""
-    from neo.training.run import train
-    from tests.conftest import train_overrides
-    from tests.training.helpers import compose_train
-
-    out = tmp_path_factory.mktemp("tiny-run")
-    cfg = compose_train(train_overrides(synth_root, out, "model=tiny", "run_name=tiny", "trainer.max_epochs=1",
-                                        "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                                        "logger=none", "sync_checkpoints=false"))
-    summary = train(cfg)
-    return summary.last_checkpoint

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from neo.training.config_check import ConfigError, check_config
-from tests.conftest import train_overrides
+from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import flat, neo, output
 from tests.training.helpers import compose_train
 
@@ -87,8 +87,7 @@ def test_neo_train_check_validates_without_training(synth_root, tmp_path):
     ok = neo("neo-train", "--check", *train_overrides(synth_root, tmp_path), cwd=tmp_path, timeout=120)
     assert ok.returncode == 0, output(ok)[-3000:]
     assert "neo-train: configuration OK (nothing was run; drop --check to train)." in ok.stdout
-    bad = neo("neo-train", "--check", *train_overrides(synth_root, tmp_path, "optim.lr=abc"), cwd=tmp_path,
-              timeout=120)
+    bad = run_cli("neo-train", "--check", *train_overrides(synth_root, tmp_path, "optim.lr=abc"), cwd=tmp_path)
     text = flat(output(bad))
     assert bad.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert "optim.lr='abc' must be a number in (0, 1]" in text and "configuration OK" not in text
@@ -101,8 +100,7 @@ def test_neo_train_check_validates_without_training(synth_root, tmp_path):
 
 def test_neo_train_unknown_storage_option_is_not_silently_dropped(tmp_path):
     """storage is an optional Hydra group: Hydra itself skips storage=gcs, which would run without a bucket."""
-    result = neo("neo-train", f"paths.root_dir={tmp_path}", "storage=gcs", "print_config=false", cwd=tmp_path,
-                 timeout=120)
+    result = run_cli("neo-train", f"paths.root_dir={tmp_path}", "storage=gcs", "print_config=false", cwd=tmp_path)
     text = flat(output(result))
     assert result.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert ("storage='gcs' is not a storage option, so the run would have no bucket. Fix: use one of b2, default, "
@@ -122,7 +120,7 @@ HYDRA_ANSWERED = [
 
 @pytest.mark.parametrize("override,expected,hint", HYDRA_ANSWERED, ids=[o for o, *_ in HYDRA_ANSWERED])
 def test_overrides_hydra_refuses_exit_1_without_traceback(tmp_path, override, expected, hint):
-    result = neo("neo-train", f"paths.root_dir={tmp_path}", override, cwd=tmp_path, timeout=120)
+    result = run_cli("neo-train", f"paths.root_dir={tmp_path}", override, cwd=tmp_path)  # a process: the tests above
     text = output(result)
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text and expected in text and hint in text, text[-3000:]

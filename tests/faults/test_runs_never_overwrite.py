@@ -10,42 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.faults.conftest import assert_nothing_lost, flat
 from tests.storage.conftest import BUCKET
+from tests.support.commands import output, run_cli
 from tests.sweeps.helpers import write_tiny_experiment
 
 SWEEP = ["optim.lr=1e-4,2e-4"]
 LR_POINTS = ("optim.lr=0.0001", "optim.lr=0.0002")
 
 
-def neo_train(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
-    """``neo-train ARGS`` through its console-script entry point; (exit code, stdout + stderr)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from neo.cli.train import main
-
-    GlobalHydra.instance().clear()
-    _close_log_files()  # as a new process would: the previous command's log file is not this one's
-    monkeypatch.setattr(sys, "argv", ["neo-train", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
-def _close_log_files() -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)
-        handler.close()
+def neo_train(*args: str) -> tuple[int, str]:
+    """``neo-train ARGS`` through its console-script entry point in this process; (exit code, stdout + stderr)."""
+    result = run_cli("neo-train", *args)
+    return result.returncode, output(result)
 
 
 def sha256_tree(folder: Path) -> dict[str, str]:
@@ -75,9 +56,9 @@ def args(synth_root: Path, tmp_path: Path, endpoint) -> list[str]:
     return [*selected, f"paths.root_dir={tmp_path}"]
 
 
-def test_nothing_a_user_types_next_changes_the_first_run(args, tmp_path: Path, endpoint, capsys, monkeypatch) -> None:
-    run = lambda *extra: neo_train(capsys, monkeypatch, *args, *extra)  # noqa: E731
-    sweep = lambda *extra: neo_train(capsys, monkeypatch, "-m", *args, *SWEEP, *extra)  # noqa: E731
+def test_nothing_a_user_types_next_changes_the_first_run(args, tmp_path: Path, endpoint) -> None:
+    run = lambda *extra: neo_train(*args, *extra)  # noqa: E731
+    sweep = lambda *extra: neo_train("-m", *args, *SWEEP, *extra)  # noqa: E731
     client, runs = endpoint.client, tmp_path / "outputs/runs"
 
     code, text = run()
@@ -86,7 +67,7 @@ def test_nothing_a_user_types_next_changes_the_first_run(args, tmp_path: Path, e
     local, remote = sha256_tree(mine), sha256_bucket(client, "runs/mine/")
     assert {"checkpoints/best.ckpt", "checkpoints/last.ckpt", "summary.json", ".hydra/config.yaml"} <= set(local)
     assert [k for k in local if k.startswith("tensorboard/events.")]  # one TensorBoard folder, no version_N
-    assert "runs/mine/checkpoints/last.ckpt" in remote
+    assert "runs/mine/checkpoints/last.ckpt" in remote, text
 
     def unchanged(step: str) -> None:
         assert sha256_tree(mine) == local, f"{step} changed the first run's folder"
@@ -119,7 +100,7 @@ def test_nothing_a_user_types_next_changes_the_first_run(args, tmp_path: Path, e
 
     # a debug sweep, then the real sweep with ckpt_path=auto: separate folders, the real one starts fresh
     sweeps = tmp_path / "outputs/sweeps/mine"
-    code, text = neo_train(capsys, monkeypatch, "-m", *args, "optim.lr=1e-4", "debug=limit", "trainer.max_epochs=1")
+    code, text = neo_train("-m", *args, "optim.lr=1e-4", "debug=limit", "trainer.max_epochs=1")
     assert code == 0, text[-3000:]
     debug_points = {p.name for p in sweeps.iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert debug_points == {"debug=limit,optim.lr=0.0001,trainer.max_epochs=1"}

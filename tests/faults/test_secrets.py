@@ -5,7 +5,7 @@ output, the bucket's objects) and both processes' output are searched for each c
 
 from __future__ import annotations
 
-from tests.conftest import train_overrides
+from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import assert_nothing_lost, neo, output
 from tests.storage.conftest import BUCKET, run_env
 
@@ -28,8 +28,9 @@ def test_credentials_appear_in_no_file_and_no_output(synth_root, tmp_path, endpo
                   cwd=tmp_path, env=env)
     assert trained.returncode == 0, output(trained)[-3000:]
     url = f"r2://{BUCKET}/runs/secrets/checkpoints/best.ckpt"
-    evaluated = neo("neo-eval", f"checkpoint={url}", f"output_dir={tmp_path}/eval", f"paths.root_dir={tmp_path}",
-                    "num_workers=0", *storage, cwd=tmp_path, env=env)
+    # neo-eval in this process, with the same environment (neo-train above is the real process)
+    evaluated = run_cli("neo-eval", f"checkpoint={url}", f"output_dir={tmp_path}/eval", f"paths.root_dir={tmp_path}",
+                        "num_workers=0", *storage, cwd=tmp_path, env=env)
     assert evaluated.returncode == 0, output(evaluated)[-3000:]
 
     run = tmp_path / "outputs/runs/secrets"

@@ -32,7 +32,7 @@ from neo.storage.transfer import download, upload
 from neo.training.checkpoints import WeightsUnavailableError
 from neo.training.config_check import ConfigError, check_config
 from neo.training.run import train
-from tests.conftest import train_overrides
+from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import DyingProxy, assert_nothing_lost, flat, neo, output, partial_files
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET, run_env
 from tests.training.helpers import compose_train
@@ -88,8 +88,8 @@ def test_bucket_down_at_start_trains_with_a_warning_when_it_is_only_a_mirror(syn
 def test_bucket_down_and_a_needed_weight_only_there_is_a_clear_error(synth_root, tmp_path, endpoint):
     put("checkpoints/detector.ckpt", os.urandom(50_000), tmp_path)  # uploaded while the bucket was up
     env = run_env(endpoint.env, R2_ENDPOINT_URL=DEAD)
-    result = neo("neo-train", *short_run(synth_root, tmp_path, "model=tiny", "pretrained=detector.ckpt", *r2(tmp_path),
-                                         "storage.require=false"), cwd=tmp_path, env=env)
+    result = run_cli("neo-train", *short_run(synth_root, tmp_path, "model=tiny", "pretrained=detector.ckpt",
+                                             *r2(tmp_path), "storage.require=false"), cwd=tmp_path, env=env)
     text = output(result)
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
@@ -323,7 +323,7 @@ def test_mistyped_bucket_is_refused_before_any_work(synth_root, tmp_path, endpoi
 def test_empty_neo_bucket_stops_neo_train_with_one_paragraph(synth_root, tmp_path, endpoint):
     env = run_env(endpoint.env, NEO_BUCKET="")
     base = [o for o in r2(tmp_path) if not o.startswith("storage.bucket=")]
-    result = neo("neo-train", *short_run(synth_root, tmp_path, "run_name=empty", *base), cwd=tmp_path, env=env)
+    result = run_cli("neo-train", *short_run(synth_root, tmp_path, "run_name=empty", *base), cwd=tmp_path, env=env)
     text = output(result)
     assert result.returncode == 1 and "Traceback" not in text, text[-3000:]
     assert "storage.bucket='' is empty but storage=r2 needs a bucket" in flat(text)
@@ -477,8 +477,8 @@ def test_push_failures_are_one_paragraph_and_exit_1(tmp_path, endpoint, monkeypa
 
 def test_push_with_the_server_down_retries_then_says_what_to_check(tmp_path, endpoint):
     (tmp_path / "a.bin").write_bytes(os.urandom(20_000))
-    result = neo("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
-                 env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
+    result = run_cli("neo-weights", *cli(tmp_path, "push", "a.bin"), cwd=tmp_path,
+                     env=run_env(endpoint.env, R2_ENDPOINT_URL=DEAD))
     text = output(result)
     assert result.returncode == 1 and "Traceback" not in text, text
     assert f"Could not push to r2://{BUCKET}/checkpoints/a.bin (network:" in flat(text)

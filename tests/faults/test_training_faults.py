@@ -16,8 +16,8 @@ import torch
 
 from neo.training.checkpoints import CheckpointError, resolve_ckpt_path
 from neo.training.run import train
-from tests.conftest import train_overrides
-from tests.faults.conftest import assert_nothing_lost, flat, neo, output
+from tests.conftest import run_cli, train_overrides
+from tests.faults.conftest import assert_nothing_lost, flat, output
 from tests.training.helpers import compose_train
 
 
@@ -31,9 +31,9 @@ def truncate(source: Path, target: Path, keep: float = 0.5) -> Path:
 
 def test_truncated_checkpoint_given_to_ckpt_path_is_named(synth_root, tmp_path, tiny_checkpoint):
     broken = truncate(tiny_checkpoint, tmp_path / "copied/last.ckpt")
-    result = neo("neo-train", *train_overrides(synth_root, tmp_path, "model=tiny", "trainer.max_epochs=2",
-                                               "trainer.limit_train_batches=2", "logger=none", f"ckpt_path={broken}"),
-                 cwd=tmp_path)
+    result = run_cli("neo-train", *train_overrides(synth_root, tmp_path, "model=tiny", "trainer.max_epochs=2",
+                                                   "trainer.limit_train_batches=2", "logger=none", f"ckpt_path={broken}"),
+                     cwd=tmp_path)
     text = output(result)
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text and "UnpicklingError" not in text, text[-3000:]
@@ -44,8 +44,8 @@ def test_truncated_checkpoint_given_to_ckpt_path_is_named(synth_root, tmp_path, 
 
 
 def test_checkpoint_of_another_preset_names_mismatched_keys(synth_root, tmp_path, tiny_checkpoint):
-    result = neo("neo-train", *train_overrides(synth_root, tmp_path, "model=rtdetr_r18", "trainer.max_epochs=2",
-                                               "logger=none", f"ckpt_path={tiny_checkpoint}"), cwd=tmp_path)
+    result = run_cli("neo-train", *train_overrides(synth_root, tmp_path, "model=rtdetr_r18", "trainer.max_epochs=2",
+                                                   "logger=none", f"ckpt_path={tiny_checkpoint}"), cwd=tmp_path)
     text = flat(output(result))
     assert result.returncode == 1, text[-3000:]
     assert "Traceback" not in text and "Error(s) in loading state_dict" not in text, text[-3000:]

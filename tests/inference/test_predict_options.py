@@ -17,17 +17,12 @@ from torchvision.ops import box_iou
 from neo.cli.predict import run as predict_cli
 from neo.inference.predict import predict_source
 from neo.inference.threads import available_cores, free_cores, parse_threads
-from neo.training.run import train
-from tests.conftest import train_overrides
-from tests.training.helpers import compose_train
 
 
 @pytest.fixture(scope="module")
-def checkpoint(synth_root, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("predict_run")
-    summary = train(compose_train(train_overrides(synth_root, out, "model=tiny", "debug=limit", "trainer.max_epochs=1",
-                                                  "callbacks.ema=null", "logger=none")))
-    return Path(summary.last_checkpoint)
+def checkpoint(tiny_checkpoint) -> Path:
+    """The session's tiny trained checkpoint (2 steps: it stacks boxes on one spot, which NMS must merge)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture

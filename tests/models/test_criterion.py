@@ -128,8 +128,8 @@ def test_num_boxes_is_all_reduced_across_ranks():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")  # fork: the ranks need no fresh interpreter (spawn re-imports torch twice)
     queue = ctx.Queue()
-    mp.start_processes(_num_boxes_worker, args=(2, port, queue), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_num_boxes_worker, args=(2, port, queue), nprocs=2, join=True, start_method="fork")
     results = dict(queue.get(timeout=30) for _ in range(2))
     assert results == {0: 1.5, 1: 1.5}  # (3 + 0) / 2 on both ranks

@@ -11,7 +11,7 @@ from neo.models.rtdetr import build_preset
 def test_tiny_overfits_five_images():
     torch.manual_seed(0)
     net, criterion, post = build_preset("tiny", num_classes=3)
-    images, targets = make_shapes(5, 144, 256, seed=1)
+    images, targets = make_shapes(5, 72, 128, seed=1)  # 16:9 and as small as the claim allows (loss ratio ~0.40)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     net.train()
     history = []

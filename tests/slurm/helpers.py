@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from tests.slurm.cluster import Cluster
+from tests.support.commands import start_command
 
 BIN = Path(sys.executable).parent
 
@@ -37,9 +38,7 @@ LAUNCHED: list[subprocess.Popen] = []  # every neo-train a test started: stopped
 def neo_train(cluster: Cluster, cwd: Path, *overrides: str) -> subprocess.Popen:
     """``neo-train -m <overrides>`` started as a user would, talking to ``cluster``; output in ``cwd/neo-train.log``."""
     log = (cwd / "neo-train.log").open("a")
-    env = {**cluster.env, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
-    process = subprocess.Popen([str(BIN / "neo-train"), "-m", *overrides], cwd=cwd, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, text=True)
+    process = start_command("neo-train", "-m", *overrides, cwd=cwd, env=cluster.env, stdout=log)
     LAUNCHED.append(process)
     return process
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import torch
 
 from tests.conftest import train_overrides
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET, run_env
+from tests.support.commands import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 WIRED = any("CheckpointSync" in p.read_text() for p in (ROOT / "neo/training").glob("*.py"))
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.skipif(not WIRED, reason="neo.training does not use Che
 
 
 def neo_train(endpoint, out: Path, synth_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``neo-train`` in this process with the bucket's environment (the console script's own process is tested in
+    tests/cli and tests/faults/test_secrets.py)."""
     args = train_overrides(synth_root, out, "model=tiny", "debug=limit", "run_name=e2e", "sync_checkpoints=true", "storage=r2",
                            f"storage.bucket=r2://{BUCKET}", f"storage.cache_dir={out}/cache", *extra)
-    env = run_env(endpoint.env, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
-    return subprocess.run([str(Path(sys.executable).parent / "neo-train"), *args], cwd=out, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli("neo-train", *args, cwd=out, env=run_env(endpoint.env))
 
 
 def test_train_push_delete_resume_from_bucket(endpoint, synth_root, tmp_path):

@@ -1,26 +1,14 @@
-"""Running neo-train / neo-eval as a user does (subprocesses) on a small synthetic dataset."""
+"""Running neo-train / neo-eval as a user does (in this process or as subprocesses) on a small synthetic dataset."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+from tests.support.commands import BIN, ENV, run_cli, run_command, tail  # noqa: F401 - imported from here
 
-
-def cli(command: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a neo console script; stdout and stderr captured as text."""
-    return subprocess.run([str(BIN / command), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def output(result: subprocess.CompletedProcess) -> str:
-    """The tail of a finished command's output, for assertion messages."""
-    return result.stdout[-4000:] + "\n--- stderr ---\n" + result.stderr[-4000:]
+cli = run_command  # a neo console script as a new process: cli("neo-train", *args, cwd=...)
+output = tail  # the end of a finished command's stdout and stderr, for assertion messages
 
 
 def write_tiny_experiment(folder: Path, synth_root: Path, name: str = "tiny_sweep") -> list[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from tests.conftest import train_overrides
-from tests.sweeps.helpers import BIN, ENV, output, read_json
+from tests.support.commands import run_cli, start_command
+from tests.sweeps.helpers import output, read_json
 
 STEPS_PER_EPOCH = 6  # 24 synthetic train images / batch 4
 
@@ -33,11 +34,10 @@ def _wait_for_step_checkpoint(process: subprocess.Popen, path: Path, timeout: fl
 
 
 def test_sigkill_mid_epoch_then_same_command_continues(synth_root: Path, tmp_path: Path) -> None:
-    command = [str(BIN / "neo-train"), *train_overrides(
+    command = [*train_overrides(
         synth_root, tmp_path, "run_name=killed", "trainer.max_epochs=2", "trainer.limit_val_batches=1",
         "callbacks.last_checkpoint.every_n_train_steps=2", "callbacks.ema=null", "logger=csv", "ckpt_path=auto")]
-    process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = start_command("neo-train", *command, cwd=tmp_path)
     run = tmp_path / "outputs/runs/killed"
     saved = _wait_for_step_checkpoint(process, run / "checkpoints/last.ckpt")
     os.kill(process.pid, signal.SIGKILL)
@@ -46,7 +46,7 @@ def test_sigkill_mid_epoch_then_same_command_continues(synth_root: Path, tmp_pat
     assert saved["epoch"] == 0 and saved["global_step"] < STEPS_PER_EPOCH  # killed in the middle of epoch 0
     assert not (run / "checkpoints/interrupted.ckpt").exists()  # SIGKILL: nothing could be saved on the way out
 
-    resumed = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    resumed = run_cli("neo-train", *command, cwd=tmp_path)  # the same command again (in this process)
     assert resumed.returncode == 0, output(resumed)
     assert "resumed from" in resumed.stdout
     record = read_json(run / "summary.json")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_overrides
-from tests.sweeps.helpers import cli, output, read_json
+from tests.sweeps.helpers import cli, output, read_json, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_two_process_ddp_trains_and_its_ap_equals_single_process_ap(odd_synth: P
     ddp_metrics = {k: v for k, v in record["metrics"].items() if k not in ("epoch", "step")}
     assert any(v > 0 for v in ddp_metrics.values()), ddp_metrics  # a real comparison, not 0 == 0
 
-    evaluated = cli("neo-eval", f"checkpoint={run}/checkpoints/best.ckpt", "weights=raw", "num_workers=0",
-                    f"output_dir={tmp_path}/eval", f"paths.root_dir={tmp_path}", cwd=tmp_path)
+    evaluated = run_cli("neo-eval", f"checkpoint={run}/checkpoints/best.ckpt", "weights=raw", "num_workers=0",
+                        f"output_dir={tmp_path}/eval", f"paths.root_dir={tmp_path}", cwd=tmp_path)
     assert evaluated.returncode == 0, output(evaluated)
     single = read_json(tmp_path / "eval/metrics.json")
     assert single["global_step"] == 2

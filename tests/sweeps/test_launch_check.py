@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from neo.training.launch_check import LaunchError, check_multirun_launch, rerunning_strategy
-from tests.sweeps.helpers import cli, output, read_json, write_tiny_experiment
+from tests.sweeps.helpers import cli, output, read_json, run_cli, write_tiny_experiment
 
 DDP_POPEN = {"_target_": "lightning.pytorch.strategies.DDPStrategy", "start_method": "popen"}
 
@@ -44,8 +44,8 @@ def test_under_slurm_the_scheduler_starts_the_ranks(monkeypatch: pytest.MonkeyPa
 
 def test_multirun_with_ddp_is_refused_with_the_fix(synth_root: Path, tmp_path: Path) -> None:
     selected = write_tiny_experiment(tmp_path / "conf", synth_root)
-    result = cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "trainer=ddp_cpu", "debug=fast",
-                 "optim.lr=1e-4,2e-4", cwd=tmp_path)
+    result = run_cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "trainer=ddp_cpu", "debug=fast",
+                     "optim.lr=1e-4,2e-4", cwd=tmp_path)  # refused before any rank starts: in this process
     assert result.returncode == 1, output(result)
     message = result.stderr
     assert "cannot run in a -m sweep" in message and "re-running this command" in message, output(result)

@@ -1,15 +1,18 @@
 """`neo-train -m`: a resolution x lr grid through the real CLI, its folders and its summary table;
-a sweep point re-run with ckpt_path=auto continues in its own folder (what a SLURM requeue does)."""
+a sweep point re-run with ckpt_path=auto continues in its own folder (what a SLURM requeue does).
+
+The grid and the failed point run neo-train's entry point in this process (Hydra's basic launcher runs the
+points one after another either way); the SIGTERM test needs a real process and starts one."""
 
 from __future__ import annotations
 
 import csv
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-from tests.sweeps.helpers import BIN, ENV, cli, output, read_json, write_tiny_experiment
+from tests.support.commands import start_command
+from tests.sweeps.helpers import output, read_json, run_cli, write_tiny_experiment
 
 GRID = ["data.resolution=256x144,320x180", "optim.lr=1e-4,2e-4"]
 POINTS = {f"data.resolution={r},debug=fast,optim.lr={lr}" for r in ("256x144", "320x180") for lr in ("0.0001", "0.0002")}
@@ -17,7 +20,7 @@ POINTS = {f"data.resolution={r},debug=fast,optim.lr={lr}" for r in ("256x144", "
 
 def test_two_by_two_grid_writes_four_runs_and_a_four_row_summary(synth_root: Path, tmp_path: Path) -> None:
     selected = write_tiny_experiment(tmp_path / "conf", synth_root)
-    result = cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "debug=fast", *GRID, cwd=tmp_path)
+    result = run_cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "debug=fast", *GRID, cwd=tmp_path)
     assert result.returncode == 0, output(result)
 
     sweep = tmp_path / "outputs/sweeps/tiny_sweep"
@@ -44,8 +47,8 @@ def test_two_by_two_grid_writes_four_runs_and_a_four_row_summary(synth_root: Pat
 
 def test_failed_point_is_a_row_with_its_error_and_the_sweep_exits_1(synth_root: Path, tmp_path: Path) -> None:
     selected = write_tiny_experiment(tmp_path / "conf", synth_root)
-    result = cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "debug=fast",
-                 "data.resolution=256x144,300x200", cwd=tmp_path)  # 300x200 is not 16:9
+    result = run_cli("neo-train", "-m", *selected, f"paths.root_dir={tmp_path}", "debug=fast",
+                     "data.resolution=256x144,300x200", cwd=tmp_path)  # 300x200 is not 16:9
     assert result.returncode == 1, output(result)
     rows = {r["data.resolution"]: r for r in csv.DictReader((tmp_path / "outputs/sweeps/tiny_sweep/summary.csv").open())}
     assert rows["256x144"]["status"] == "finished"  # the bad point did not stop the good one
@@ -56,12 +59,11 @@ def test_failed_point_is_a_row_with_its_error_and_the_sweep_exits_1(synth_root: 
 def test_stopped_sweep_point_rerun_continues_in_its_own_folder(synth_root: Path, tmp_path: Path) -> None:
     """SIGTERM (SLURM preemption / requeue) stops the sweep with 130; the same command continues the point."""
     selected = write_tiny_experiment(tmp_path / "conf", synth_root)
-    command = [str(BIN / "neo-train"), "-m", *selected, f"paths.root_dir={tmp_path}", "logger=none",
+    command = ["-m", *selected, f"paths.root_dir={tmp_path}", "logger=none",
                "callbacks.ema=null", "ckpt_path=auto", "trainer.max_epochs=8", "trainer.limit_train_batches=2",
                "trainer.check_val_every_n_epoch=100", "optim.lr=1e-4"]
     sweep = tmp_path / "outputs/sweeps/tiny_sweep"
-    process = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = start_command("neo-train", *command, cwd=tmp_path)
     deadline = time.monotonic() + 240
     while not list(sweep.glob("*/checkpoints/last.ckpt")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -73,7 +75,7 @@ def test_stopped_sweep_point_rerun_continues_in_its_own_folder(synth_root: Path,
     assert process.returncode == 130, stopped[-4000:]
     assert read_json(point / "summary.json")["status"] == "interrupted"
 
-    again = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    again = run_cli("neo-train", *command, cwd=tmp_path)  # the same command again (in this process)
     assert again.returncode == 0, output(again)
     assert [p.name for p in point.parent.iterdir() if p.is_dir() and not p.name.startswith(".")] == [point.name]  # no new folder
     record = read_json(point / "summary.json")

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from tests.sweeps.helpers import cli, output, read_json, write_tiny_experiment
+from tests.sweeps.helpers import output, read_json, run_cli, write_tiny_experiment
 
 
 def test_optuna_sqlite_storage_works_with_the_installed_sqlalchemy(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_two_trial_study_runs_and_a_rerun_continues_it(synth_root: Path, tmp_pat
     selected = write_tiny_experiment(tmp_path / "conf", synth_root, name="tiny_optuna")
     command = ["-m", "hparams_search=optuna", *selected, f"paths.root_dir={tmp_path}", "debug=fast",
                "data.resolution=choice(256x144,320x180)"]  # small sizes for the CPU; lr and decoder depth as configured
-    first = cli("neo-train", *command, "hydra.sweeper.n_trials=2", cwd=tmp_path)
+    first = run_cli("neo-train", *command, "hydra.sweeper.n_trials=2", cwd=tmp_path)  # in-process: Hydra runs the trials
     assert first.returncode == 0, output(first)
     sweep = tmp_path / "outputs/sweeps/tiny_optuna"
     storage = f"sqlite:///{sweep}/optuna.db"
@@ -63,7 +63,7 @@ def test_two_trial_study_runs_and_a_rerun_continues_it(synth_root: Path, tmp_pat
         assert trial.value == pytest.approx(record["metrics"]["AP"])
     assert (sweep / "optimization_results.yaml").is_file()
 
-    again = cli("neo-train", *command, "hydra.sweeper.n_trials=1", cwd=tmp_path)
+    again = run_cli("neo-train", *command, "hydra.sweeper.n_trials=1", cwd=tmp_path)
     assert again.returncode == 0, output(again)
     assert len(optuna.load_study(study_name="tiny_optuna", storage=storage).trials) == 3  # continued, not new
     assert len(list(csv.DictReader((sweep / "summary.csv").open()))) == 1  # this invocation's trial only
