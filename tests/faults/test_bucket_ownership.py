@@ -31,10 +31,11 @@ from neo.storage.lease import LeaseHeld, RunLease
 from neo.storage.protocols import clear_instance_caches
 from neo.storage.redact import redact
 from neo.storage.resolver import url_cache_path
-from tests.faults.conftest import BIN, assert_nothing_lost, flat, output
+from tests.faults.conftest import assert_nothing_lost, flat, output
 from tests.faults.test_runs_never_overwrite import neo_train, sha256_bucket, sha256_tree
 from tests.faults.test_storage_faults import put
 from tests.storage.conftest import BUCKET, run_env
+from tests.support.commands import BIN
 from tests.sweeps.helpers import write_tiny_experiment
 
 RUN = "mine"
@@ -65,7 +66,7 @@ def recipe(tmp_path: Path, synth_root: Path, *, storage: bool = True, steps: int
 def user(synth_root, tmp_path, endpoint, capsys, monkeypatch):
     """``user(*overrides) -> (exit code, output)``: neo-train with the recipe, as typed."""
     args = recipe(tmp_path, synth_root)
-    return lambda *extra: neo_train(capsys, monkeypatch, *args, *extra)
+    return lambda *extra: neo_train(*args, *extra)
 
 
 def local_run(tmp_path: Path) -> Path:
@@ -429,7 +430,7 @@ def test_9_auto_on_a_finished_bucket_only_run_reports_truthfully(user, tmp_path,
 def test_10_neo_bucket_means_the_same_for_neo_train(synth_root, tmp_path, endpoint, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = recipe(tmp_path, synth_root, storage=False)  # no storage= : the default group, as a user types it
-    run = lambda *extra: neo_train(capsys, monkeypatch, *args, f"storage.cache_dir={tmp_path}/cache", *extra)  # noqa
+    run = lambda *extra: neo_train(*args, f"storage.cache_dir={tmp_path}/cache", *extra)  # noqa
     for value, message in (("", "NEO_BUCKET='' is set but empty"),
                            (BUCKET, f"NEO_BUCKET='{BUCKET}' is a bare name, but no provider says which storage")):
         monkeypatch.setenv("NEO_BUCKET", value)
