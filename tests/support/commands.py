@@ -87,6 +87,7 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
     root.setLevel(logging.WARNING)
     environment = _environment(env, extra_env)
     GlobalHydra.instance().clear()
+    _forget_hydra_config()
     os.environ.clear()
     os.environ.update(environment)
     _forget_filesystems()
@@ -115,6 +116,7 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
             if handler is not None:
                 signal.signal(number, handler)
         GlobalHydra.instance().clear()
+        _forget_hydra_config()
         _forget_filesystems()
         for handler in root.handlers:  # the command's root handlers end with it, as they would with its process
             if handler not in saved_root[0] and isinstance(handler, logging.FileHandler):
@@ -124,6 +126,13 @@ def run_cli(command: str, *args: str, cwd: Path | str | None = None, env: dict[s
         _drop_handlers(handlers_before, (out, err))
         _reset_train_flags()
     return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
+
+
+def _forget_hydra_config() -> None:
+    """A new process has no ``HydraConfig`` of an earlier run (Hydra callbacks that run before the job read it)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
 
 
 def _forget_filesystems() -> None:
