@@ -19,11 +19,12 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
 from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
 from neo.training.config_check import check_config
+from neo.training.machine import MachineSettings, machine_settings
 from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.pretrained import (
     fit_normalisation,
@@ -33,6 +34,7 @@ from neo.training.pretrained import (
 )
 from neo.training.report import TrainSummary, print_config_tree
 from neo.training.run_folder import check_fresh_start, run_identity
+from neo.training.speed_check import ThroughputCheck, speed_notes
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,20 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
     return module
 
 
+def resolve_machine_settings(cfg: DictConfig) -> MachineSettings:
+    """``trainer.precision`` and ``channels_last`` (``auto`` or given) decided for this machine and written into
+    ``cfg``, so the module, the Trainer and the checkpoint's run config (what ``neo-eval`` reads) all hold what the
+    run really uses (:mod:`neo.training.precision` has the rules)."""
+    settings = machine_settings(cfg.trainer.get("precision", "auto"), cfg.get("channels_last", False),
+                                cfg.trainer.get("accelerator", "auto"))
+    with open_dict(cfg):
+        cfg.trainer.precision = settings.precision.precision
+        cfg.channels_last = settings.channels_last
+    log.info("precision %s, channels_last %s (%s)", settings.precision.describe(), settings.channels_last,
+             settings.channels_last_reason)
+    return settings
+
+
 def checkpoint_plugins(cfg: DictConfig) -> list[Any]:
     """``neo.storage.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
@@ -154,6 +170,7 @@ def train(cfg: DictConfig) -> TrainSummary:
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    machine = resolve_machine_settings(cfg)
     if cfg.trainer.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -165,9 +182,10 @@ def train(cfg: DictConfig) -> TrainSummary:
     loggers = build_loggers(cfg.get("logger"), _checkpoint_step(ckpt))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
     callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
+    callbacks.append(ThroughputCheck())  # loop vs step-only images/s: is the run as fast as this machine can be?
     trainer = build_trainer(cfg, callbacks, loggers)
 
-    summary = TrainSummary(run_dir=run_dir)
+    summary = TrainSummary(run_dir=run_dir, machine=machine.record())
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
@@ -182,6 +200,7 @@ def train(cfg: DictConfig) -> TrainSummary:
     finally:
         summary.wall_time_s = time.perf_counter() - start
         _fill_summary(summary, trainer, module, callbacks)
+        _check_speed(summary, _find(callbacks, ThroughputCheck), machine, datamodule)
         if ckpt:
             summary.resumed_from = Path(ckpt)
             _locate_best_checkpoint(summary, cfg)
@@ -219,6 +238,22 @@ def _fill_summary(summary: TrainSummary, trainer: pl.Trainer, module: RTDETRModu
     tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     summary.tensorboard_dir = Path(tb.log_dir) if tb is not None else None
     summary.unsynced = list(getattr(trainer.strategy.checkpoint_io, "unsynced", None) or [])
+
+
+def _check_speed(summary: TrainSummary, check: ThroughputCheck | None, machine: MachineSettings,
+                 datamodule: Any) -> None:
+    """``summary.throughput`` (loop vs step-only images/s) and ``speed_notes``: why this run is slower than the
+    machine can go, if it is (see :mod:`neo.training.speed_check`)."""
+    from neo.cores import available_cores
+
+    if check is None:
+        return
+    workers = int(getattr(datamodule, "loader_kwargs", {}).get("num_workers", 0))
+    check.figures.notes = speed_notes(check.figures, precision_warning=machine.precision.warning,
+                                      torch_threads=torch.get_num_threads(), num_workers=workers,
+                                      cores=available_cores())
+    summary.throughput = check.figures.record()
+    summary.speed_notes = list(check.figures.notes)
 
 
 def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:
