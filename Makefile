@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.neo-installed
 # The pip cap: never upgrade pip past it; torch 2.14.1 + torchvision 0.29.1 resolve from this machine's disk with it.
 PIP_CAP := pip<25
 
-.PHONY: setup train test test-slurm bench lint clean
+.PHONY: setup train test test-slurm bench speed-guard lint clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test-slurm: setup
 
 bench: setup
 	$(BIN)/neo-bench all
+
+# The demo's own configuration through neo-train vs neo-bench train in one job (~2 min on 2 cores): fails when
+# neo-train is < 0.7x the bench's images/s or the chosen precision is > 20 % slower than the other (ratios only).
+speed-guard: setup
+	$(BIN)/neo-bench guard
 
 lint: setup
 	$(BIN)/ruff check neo tests

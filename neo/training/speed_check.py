@@ -27,6 +27,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 FAR_BELOW = 0.7  # loop images/s under this fraction of the step-only images/s: the loop is starved
+WARMUP_BATCHES = 5  # untimed first batches of a fit: allocator growth, oneDNN kernel creation, worker start
 
 
 @dataclass
@@ -81,7 +82,7 @@ def speed_notes(figures: Throughput, *, precision_warning: str | None, torch_thr
 class ThroughputCheck(Callback):
     """Times training batches after ``warmup`` (per fit) into step and wait time; see the module docstring."""
 
-    def __init__(self, warmup: int = 3) -> None:
+    def __init__(self, warmup: int = WARMUP_BATCHES) -> None:
         self.warmup = max(0, warmup)
         self.figures = Throughput()
         self._seen = 0

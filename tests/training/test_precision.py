@@ -21,6 +21,7 @@ from neo.training.precision import (
     detect_cpu,
     onednn_isa_allows_bf16,
 )
+from neo.training.speed_check import WARMUP_BATCHES
 from tests.conftest import train_overrides
 from tests.training.helpers import compose_train
 
@@ -139,7 +140,7 @@ def test_a_run_records_the_resolved_precision_and_its_speed_check(synth_root: Pa
     expected = machine_settings("auto", "auto", "cpu", cuda=(False, False), cpu=detect_cpu())
     assert summary.precision == expected.precision.precision == summary.machine["precision"]
     assert summary.machine["precision_requested"] == "auto" and summary.machine["channels_last"] is True
-    assert summary.throughput["timed_batches"] == 2 * (24 // 4) - 3  # every batch after the 3 warm-up ones
+    assert summary.throughput["timed_batches"] == 2 * (24 // 4) - WARMUP_BATCHES  # every batch after the warm-up
     assert 0 < summary.throughput["images_per_s"] <= summary.throughput["step_images_per_s"]
     record = json.loads(json.dumps(summary_record(summary)))
     assert record["machine"]["precision"] == expected.precision.precision
