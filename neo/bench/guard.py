@@ -3,12 +3,13 @@
 Runs, in one job and on the same machine:
 
 1. ``neo-bench train`` (the model + criterion + optimizer step alone, no data loading) with the demo's preset,
-   size, batch, threads, memory format and the precision ``neo-train`` picks here, and with the other
-   precision (32-true <-> bf16-mixed);
-2. ``neo-train experiment=cpu_demo`` itself for ``--warmup + --steps`` optimizer steps (its data pipeline,
-   callbacks, EMA, logging; no validation, checkpoints or bucket pushes), timed after the warm-up batches;
+   size, batch, threads, memory format and the precision ``neo-train`` picks here, then a short one with the
+   other precision (32-true <-> bf16-mixed);
+2. ``neo-train experiment=cpu_demo`` itself for ``--warmup`` + up to ``--steps`` optimizer steps (fewer when
+   they would not fit ``--budget-s`` at the bench's pace; at least 8), with its data pipeline, callbacks, EMA
+   and logging (no validation, checkpoints or bucket pushes), timed after the warm-up batches;
 3. the chosen precision's bench once more, so the bench figure brackets the neo-train run in time (and, when
-   the two precisions are within 0.7-1.4x of each other, the other one too, in reverse order).
+   the two precisions are within 0.7-1.4x of each other, the other one again, first, so load drift cancels).
 
 It prints every figure and fails (exit 1) when
 
@@ -37,6 +38,8 @@ EXPERIMENT = "experiment=cpu_demo"
 MIN_RATIO = 0.7
 MAX_SLOWDOWN = 0.2
 CLOSE_CALL = (0.7, 1.4)  # chosen / other bench images/s in this range: measure both again, in reverse order
+PROBE_STEPS = 3  # first, short measurement of the other precision (often several times slower)
+MIN_STEPS = 8  # timed neo-train steps, whatever the budget
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench-steps", type=int, default=8, help="timed neo-bench train steps per precision")
     parser.add_argument("--warmup", type=int, default=5, help="untimed first neo-train steps")
     parser.add_argument("--bench-warmup", type=int, default=3, help="untimed first neo-bench train steps")
+    parser.add_argument("--budget-s", type=float, default=60.0,
+                        help="neo-train's timed steps are cut to fit this many seconds at the bench's pace")
     parser.add_argument("--min-ratio", type=float, default=MIN_RATIO)
     parser.add_argument("--max-slowdown", type=float, default=MAX_SLOWDOWN)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the demo, e.g. trainer.precision=bf16-mixed")
@@ -160,24 +165,32 @@ def main(argv: list[str] | None = None) -> int:
           f"{settings.threads or 'default'} torch thread(s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="neo-speed-guard-") as tmp:
         folder = Path(tmp)
-        before = run_bench(settings, [settings.precision, other], args.bench_steps, args.bench_warmup, folder,
-                           "bench-before")
-        train = run_neo_train(args.overrides, args.steps, args.warmup, folder)
-        # a close call between the precisions is measured again in the reverse order (load drift cancels)
-        close = CLOSE_CALL[0] <= before[settings.precision] / max(before[other], 1e-9) <= CLOSE_CALL[1]
-        after = run_bench(settings, [other, settings.precision] if close else [settings.precision],
-                          args.bench_steps, args.bench_warmup, folder, "bench-after")
+        chosen_before = run_bench(settings, [settings.precision], args.bench_steps, args.bench_warmup, folder,
+                                  "bench-chosen")[settings.precision]
+        other_first = run_bench(settings, [other], PROBE_STEPS, 1, folder, "bench-other")[other]
+        step_s = settings.batch * settings.accumulate / max(chosen_before, 1e-9)
+        steps = max(MIN_STEPS, min(args.steps, int(args.budget_s / step_s) - args.warmup))
+        train = run_neo_train(args.overrides, steps, args.warmup, folder)
+        # a close call between the precisions is measured again in the reverse order (load drift cancels); the
+        # chosen one again only when that is quick (a slow forced precision fails on the first figures anyway)
+        close = CLOSE_CALL[0] <= chosen_before / max(other_first, 1e-9) <= CLOSE_CALL[1]
+        again = [other] if close else []
+        if args.bench_steps * step_s <= args.budget_s / 2:
+            again.append(settings.precision)
+        after = run_bench(settings, again, args.bench_steps, args.bench_warmup, folder, "bench-after") if again else {}
     figures = train["throughput"]
     train_ips = float(figures.get("images_per_s") or 0.0)
-    bench_ips = (before[settings.precision] + after[settings.precision]) / 2
-    chosen_ips, other_ips = bench_ips, (before[other] + after[other]) / 2 if close else before[other]
+    chosen_runs = [chosen_before] + ([after[settings.precision]] if settings.precision in after else [])
+    other_runs = [other_first] + ([after[other]] if other in after else [])
+    bench_ips = sum(chosen_runs) / len(chosen_runs)
+    chosen_ips, other_ips = bench_ips, sum(other_runs) / len(other_runs)
     rows = [
         (f"neo-train, {figures.get('timed_batches', 0)} steps after {args.warmup} warm-up ({settings.precision})",
          train_ips),
-        (f"neo-bench train, {settings.precision} (chosen; before / after neo-train: "
-         f"{before[settings.precision]:.2f} / {after[settings.precision]:.2f})", bench_ips),
-        (f"neo-bench train, {other} (the other precision"
-         + (f"; before / after: {before[other]:.2f} / {after[other]:.2f})" if close else ")"), other_ips),
+        (f"neo-bench train, {settings.precision} (chosen; mean of {' / '.join(f'{v:.2f}' for v in chosen_runs)}: "
+         f"before / after neo-train)", bench_ips),
+        (f"neo-bench train, {other} (the other precision; mean of {' / '.join(f'{v:.2f}' for v in other_runs)})",
+         other_ips),
     ]
     for label, value in rows:
         print(f"  {label:<88} {value:8.2f} images/s")
