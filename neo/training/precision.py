@@ -39,7 +39,7 @@ X86_ISAS = ("AVX2", "AVX512")  # ATen CPU capabilities whose convolutions run th
 ONEDNN_BF16_ISAS = ("avx512_core_bf16", "avx512_core_fp16", "avx10_1_512", "avx512_core_amx", "avx10_1_512_amx",
                     "avx512_core_amx_fp16", "avx10_1_512_amx_fp16", "avx10_2_512", "avx10_2_512_amx_2",
                     "all", "default")
-SLOW_BF16_FACTOR = "7-8x"  # measured on an AVX2 AMD EPYC, tiny preset at 480x270 (see the module docstring)
+SLOW_BF16_FACTOR = "2-8x"  # measured on an AVX2 AMD EPYC, tiny preset: 7x at 480x270, 2-6x at 320x180
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def choose_precision(requested: Any, *, on_gpu: bool, cuda_bf16: bool, cpu: CpuC
     warning = None
     if canonical in BF16_PRECISIONS and not cpu.native_bf16:
         warning = (f"trainer.precision={canonical} on this CPU ({cpu.describe()}) will be several times slower than "
-                   f"32-true ({SLOW_BF16_FACTOR} on an AVX2 CPU): use trainer.precision=auto (32-true here).")
+                   f"32-true ({SLOW_BF16_FACTOR} measured on AVX2): use trainer.precision=auto (32-true here).")
     return PrecisionChoice(canonical, canonical, "asked for", warning)
 
 
