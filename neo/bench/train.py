@@ -60,15 +60,16 @@ class _Timer:
         class _Cb(Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 if trainer.global_step == timer.warmup and timer.start is None:
-                    timer.start, timer.batches = time.perf_counter(), 0
+                    timer.start, timer.cpu_start, timer.batches = time.perf_counter(), time.process_time(), 0
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 if timer.start is not None:
                     timer.batches += 1
                     timer.images += int(batch[0].shape[0])
-                    timer.stop = time.perf_counter()
+                    timer.stop, timer.cpu_stop = time.perf_counter(), time.process_time()
 
         self.warmup, self.start, self.stop, self.batches, self.images = warmup, None, None, 0, 0
+        self.cpu_start, self.cpu_stop = 0.0, 0.0
         self.callback = _Cb()
 
 
@@ -108,7 +109,9 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
         peak = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (CUDA)"
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process RSS)"
+    cpu_seconds = timer.cpu_stop - timer.cpu_start
     return {"images_per_s": timer.images / seconds if seconds > 0 else 0.0,
+            "cpu_images_per_s": timer.images / cpu_seconds if cpu_seconds > 0 else 0.0,
             "step_s": seconds / max(1, timer.batches / accumulate), "peak_memory": peak}
 
 

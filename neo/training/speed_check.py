@@ -38,6 +38,7 @@ class Throughput:
     batches: int = 0
     step_s: float = 0.0
     wait_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of this process (all its threads) over the same intervals
     load_1min: float | None = None  # the machine's 1-minute load average at the end of the first epoch
     notes: list[str] = field(default_factory=list)
 
@@ -52,8 +53,14 @@ class Throughput:
         """The step-only rate (data ready at once): the expectation the loop is held against."""
         return self.images / self.step_s if self.step_s > 0 else 0.0
 
+    @property
+    def cpu_images_per_s(self) -> float:
+        """Images per CPU-second of this process: what other processes on the machine cannot slow down."""
+        return self.images / self.cpu_s if self.cpu_s > 0 else 0.0
+
     def record(self) -> dict[str, Any]:
         return {"images_per_s": self.images_per_s, "step_images_per_s": self.step_images_per_s,
+                "cpu_images_per_s": self.cpu_images_per_s,
                 "timed_batches": self.batches, "wait_fraction": self.wait_s / max(self.step_s + self.wait_s, 1e-9),
                 "load_1min": self.load_1min, "notes": list(self.notes)}
 
@@ -87,27 +94,31 @@ class ThroughputCheck(Callback):
         self.figures = Throughput()
         self._seen = 0
         self._last_end: float | None = None
+        self._last_cpu: float | None = None
         self._start: float | None = None
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self._last_end = None  # the first fetch of an epoch (worker start, prefetch) is not the loop's pace
+        self._last_end = self._last_cpu = None  # the first fetch of an epoch (worker start, prefetch) is not the loop's pace
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self._start = now
-        if self._seen >= self.warmup and self._last_end is not None:
+        if self._seen >= self.warmup and self._last_end is not None and self._last_cpu is not None:
             self.figures.wait_s += now - self._last_end
+            self.figures.cpu_s += cpu - self._last_cpu
+        self._last_cpu = cpu
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._seen >= self.warmup and self._start is not None:
+        now, cpu = time.perf_counter(), time.process_time()
+        if self._seen >= self.warmup and self._start is not None and self._last_cpu is not None:
             self.figures.step_s += now - self._start
+            self.figures.cpu_s += cpu - self._last_cpu
             self.figures.batches += 1
             self.figures.images += int(batch[0].shape[0])
         self._seen += 1
-        self._last_end = now
+        self._last_end, self._last_cpu = now, cpu
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        self._last_end = None  # validation and checkpointing follow: not training time
+        self._last_end = self._last_cpu = None  # validation and checkpointing follow: not training time
         if self.figures.load_1min is None and hasattr(os, "getloadavg"):
             self.figures.load_1min = os.getloadavg()[0]

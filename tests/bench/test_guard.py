@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 
 from neo.bench import train as bench_train
-from neo.bench.guard import MAX_SLOWDOWN, MIN_RATIO, demo_settings, other_precision, verdict
+from neo.bench.guard import MAX_SLOWDOWN, MIN_RATIO, Rate, demo_settings, other_precision, verdict
 from neo.training.machine import machine_settings
 
 
-def _verdict(train: float, bench: float, chosen: float, other: float) -> list[str]:
-    return verdict(train, bench, chosen, other, min_ratio=MIN_RATIO, max_slowdown=MAX_SLOWDOWN)
+def _verdict(train: float, bench: float, chosen: float, other: float, busy: bool = False,
+             train_wall: float | None = None) -> list[str]:
+    """CPU-time rates as given; wall rates equal to them unless ``train_wall`` says otherwise."""
+    wall = train if train_wall is None else train_wall
+    return verdict(Rate(wall, train), Rate(bench, bench), Rate(chosen, chosen), Rate(other, other), busy=busy,
+                   min_ratio=MIN_RATIO, max_slowdown=MAX_SLOWDOWN)
 
 
 def test_the_guard_passes_at_the_bench_pace_with_the_faster_precision() -> None:
@@ -23,8 +27,18 @@ def test_the_guard_passes_at_the_bench_pace_with_the_faster_precision() -> None:
 
 def test_a_slow_loop_fails_whatever_the_machine_speed() -> None:
     for scale in (1.0, 0.1):  # a 10x slower machine: the same ratios, the same verdict
-        (failure,) = _verdict(train=6.0 * scale, bench=9.0 * scale, chosen=9.0 * scale, other=1.5 * scale)
-        assert failure.startswith("neo-train reaches 0.67x the bench's images/s (must be >= 0.70x)")
+        failures = _verdict(train=6.0 * scale, bench=9.0 * scale, chosen=9.0 * scale, other=1.5 * scale)
+        assert [f.split(":")[0] for f in failures] == [
+            "neo-train reaches 0.67x the bench's images per CPU-second (must be >= 0.70x)",
+            "neo-train reaches 0.67x the bench's images per second (must be >= 0.70x)"]
+
+
+def test_on_a_busy_machine_only_the_wall_clock_ratio_is_not_judged() -> None:
+    assert _verdict(train=8.7, bench=9.0, chosen=9.0, other=1.5, train_wall=4.0, busy=True) == []
+    (failure,) = _verdict(train=8.7, bench=9.0, chosen=9.0, other=1.5, train_wall=4.0, busy=False)
+    assert failure.startswith("neo-train reaches 0.44x the bench's images per second")
+    (failure,) = _verdict(train=5.0, bench=9.0, chosen=9.0, other=1.5, busy=True)  # CPU time: always judged
+    assert failure.startswith("neo-train reaches 0.56x the bench's images per CPU-second")
 
 
 def test_the_slow_precision_fails_with_the_fix() -> None:
@@ -54,6 +68,7 @@ def test_bench_train_writes_its_rows_with_the_resolved_precision(precisions, tmp
     auto = machine_settings("auto", "auto", "cpu")
     assert [(r["requested"], r["precision"], r["channels_last"]) for r in result["rows"]] == [
         ("auto", auto.precision.precision, auto.channels_last), ("32-true", "32-true", auto.channels_last)]
-    assert all(r["images_per_s"] > 0 for r in result["rows"]) and result["cpu"] == auto.cpu.as_dict()
+    assert all(r["images_per_s"] > 0 and r["cpu_images_per_s"] > 0 for r in result["rows"])
+    assert result["cpu"] == auto.cpu.as_dict()
     printed = capsys.readouterr().out
     assert f"cpu={auto.cpu.describe()}" in printed and f"{auto.precision.precision} (auto)" in printed

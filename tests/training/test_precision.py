@@ -142,6 +142,7 @@ def test_a_run_records_the_resolved_precision_and_its_speed_check(synth_root: Pa
     assert summary.machine["precision_requested"] == "auto" and summary.machine["channels_last"] is True
     assert summary.throughput["timed_batches"] == 2 * (24 // 4) - WARMUP_BATCHES  # every batch after the warm-up
     assert 0 < summary.throughput["images_per_s"] <= summary.throughput["step_images_per_s"]
+    assert summary.throughput["cpu_images_per_s"] > 0
     record = json.loads(json.dumps(summary_record(summary)))
     assert record["machine"]["precision"] == expected.precision.precision
     run_config = read_neo(summary.last_checkpoint, key=None, mmap=True, need_config=False).content[
