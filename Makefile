@@ -34,7 +34,7 @@ test-slurm: setup
 bench: setup
 	$(BIN)/neo-bench all
 
-# The demo's own configuration through neo-train vs neo-bench train in one job (~2 min on 2 cores): fails when
+# The demo's own configuration through neo-train vs neo-bench train in one job (2-3.5 min on 2 shared cores): fails when
 # neo-train is < 0.7x the bench's images/s or the chosen precision is > 20 % slower than the other (ratios only).
 speed-guard: setup
 	$(BIN)/neo-bench guard

@@ -23,7 +23,7 @@ It prints every figure, per wall-clock second and per CPU-second of the training
 
 Absolute speeds are never judged, so a slower machine cannot fail it and a faster one cannot hide a regression.
 Extra arguments are Hydra overrides of the demo (``neo-bench guard trainer.precision=bf16-mixed``). Takes
-about 2 minutes on 2 cores. ``make speed-guard`` runs it; CI runs it after ``make test``.
+2-3.5 minutes on 2 shared cores. ``make speed-guard`` runs it; CI runs it after ``make test``.
 """
 
 from __future__ import annotations

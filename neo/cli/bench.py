@@ -16,7 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "guard": "neo.bench.guard",
 }
 # Left out of `all`: scale generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes; guard is a
-# pass/fail check of the demo's speed (make speed-guard, CI), ~2 minutes.
+# pass/fail check of the demo's speed (make speed-guard, CI), 2-3.5 minutes.
 HEAVY = {"scale", "guard"}
 
 USAGE = """neo-bench: measure one part of neo and print figures (nothing is asserted).
