@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.neo-installed
 # The pip cap: never upgrade pip past it; torch 2.14.1 + torchvision 0.29.1 resolve from this machine's disk with it.
 PIP_CAP := pip<25
 
-.PHONY: setup train test test-slurm test-gpu bench lint clean
+.PHONY: setup train test test-slurm test-gpu bench speed-guard lint clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test-gpu: setup
 
 bench: setup
 	$(BIN)/neo-bench all
+
+# The demo's own configuration through neo-train vs neo-bench train in one job (2-3.5 min on 2 shared cores): fails when
+# neo-train is < 0.7x the bench's images/s or the chosen precision is > 20 % slower than the other (ratios only).
+speed-guard: setup
+	$(BIN)/neo-bench guard
 
 lint: setup
 	$(BIN)/ruff check neo tests

@@ -7,11 +7,16 @@ prints one row per variant:
     neo-bench train --preset tiny --size 360p --batch 8
     neo-bench train --preset tiny --size 360p --precision 32-true bf16-mixed --channels-last both
     neo-bench train --preset rtdetr_r50 --size 1080p --batch 4 --accumulate 2 --precision 16-mixed
+
+``--precision`` and ``--channels-last`` default to ``auto``: what ``neo-train`` picks on this machine
+(:mod:`neo.training.precision`: on a CPU bf16-mixed only with native bf16, else 32-true). A bf16 row on a
+CPU without native bf16 says so: it is several times slower there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from itertools import product
@@ -55,15 +60,16 @@ class _Timer:
         class _Cb(Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 if trainer.global_step == timer.warmup and timer.start is None:
-                    timer.start, timer.batches = time.perf_counter(), 0
+                    timer.start, timer.cpu_start, timer.batches = time.perf_counter(), time.process_time(), 0
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 if timer.start is not None:
                     timer.batches += 1
                     timer.images += int(batch[0].shape[0])
-                    timer.stop = time.perf_counter()
+                    timer.stop, timer.cpu_stop = time.perf_counter(), time.process_time()
 
         self.warmup, self.start, self.stop, self.batches, self.images = warmup, None, None, 0, 0
+        self.cpu_start, self.cpu_stop = 0.0, 0.0
         self.callback = _Cb()
 
 
@@ -103,7 +109,9 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
         peak = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (CUDA)"
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process RSS)"
+    cpu_seconds = timer.cpu_stop - timer.cpu_start
     return {"images_per_s": timer.images / seconds if seconds > 0 else 0.0,
+            "cpu_images_per_s": timer.images / cpu_seconds if cpu_seconds > 0 else 0.0,
             "step_s": seconds / max(1, timer.batches / accumulate), "peak_memory": peak}
 
 
@@ -114,35 +122,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", default="360p", help="16:9 canvas: 360p, 1280x720, ... (W x H)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--accumulate", type=int, default=1)
-    parser.add_argument("--precision", nargs="+", default=None,
-                        help="one or more of 32-true, bf16-mixed, 16-mixed (default: 16-mixed on GPU, bf16-mixed on CPU)")
-    parser.add_argument("--channels-last", choices=("on", "off", "both"), default="on")
+    parser.add_argument("--precision", nargs="+", default=["auto"],
+                        help="one or more of auto, 32-true, bf16-mixed, 16-mixed (default auto: what neo-train picks "
+                             "here: bf16-mixed on GPUs with bf16 else 16-mixed; on a CPU bf16-mixed only with native "
+                             "bf16 (AVX512-BF16/AMX), else 32-true)")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off", "both"), default="auto",
+                        help="auto: what neo-train picks here (on for x86 CPUs and GPUs with mixed precision)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed optimizer steps first")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--num-classes", type=int, default=80)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows to this JSON file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from neo.data.sizes import check_16x9, format_size
+    from neo.training.machine import machine_settings
 
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     size = check_16x9(args.size, key="--size")
     gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
-    precisions = args.precision or (["16-mixed"] if gpu else ["bf16-mixed"])
-    layouts = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
+    accelerator = "gpu" if gpu else "cpu"
+    layouts = {"on": [True], "off": [False], "both": [False, True], "auto": ["auto"]}[args.channels_last]
+    variants = [machine_settings(p, layout, accelerator) for p, layout in product(args.precision, layouts)]
+    cpu = variants[0].cpu
     print(f"preset={args.preset} size={format_size(size)} batch={args.batch} accumulate={args.accumulate} "
-          f"device={'cuda' if gpu else 'cpu'} threads={torch.get_num_threads()}")
-    print(f"{'precision':<12} {'channels_last':<14} {'images/s':>9} {'s/step':>8}  peak memory")
-    for precision, channels_last in product(precisions, layouts):
+          f"device={'cuda' if gpu else 'cpu'} threads={torch.get_num_threads()} cpu={cpu.describe()}")
+    print(f"{'precision':<17} {'channels_last':<14} {'images/s':>9} {'s/step':>8}  peak memory")
+    rows = []
+    for v in variants:
+        precision, channels_last = v.precision.precision, v.channels_last
         r = run_variant(args.preset, size, args.batch, args.accumulate, precision, channels_last, args.steps,
-                        args.warmup, "gpu" if gpu else "cpu", args.num_classes)
-        print(f"{precision:<12} {str(channels_last):<14} {r['images_per_s']:>9.2f} {r['step_s']:>8.3f}  "
-              f"{r['peak_memory']}", flush=True)
+                        args.warmup, accelerator, args.num_classes)
+        label = f"{precision} (auto)" if v.precision.requested == "auto" else precision
+        note = "  (no native bf16 on this CPU: slow)" if v.precision.warning else ""
+        print(f"{label:<17} {str(channels_last):<14} {r['images_per_s']:>9.2f} {r['step_s']:>8.3f}  "
+              f"{r['peak_memory']}{note}", flush=True)
+        rows.append({"precision": precision, "requested": v.precision.requested, "channels_last": channels_last,
+                     **r})
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"cpu": cpu.as_dict(), "threads": torch.get_num_threads(),
+                                               "rows": rows}, indent=2))
     return 0
 
 

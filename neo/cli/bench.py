@@ -13,9 +13,11 @@ BENCHMARKS: dict[str, str] = {
     "storage": "neo.bench.storage",
     "config": "neo.bench.config",
     "scale": "neo.bench.scale",
+    "guard": "neo.bench.guard",
 }
-# Left out of `all`: it generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes.
-HEAVY = {"scale"}
+# Left out of `all`: scale generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes; guard is a
+# pass/fail check of the demo's speed (make speed-guard, CI), 2-3.5 minutes.
+HEAVY = {"scale", "guard"}
 
 USAGE = """neo-bench: measure one part of neo and print figures (nothing is asserted).
 
@@ -25,7 +27,7 @@ examples (from the README):
   neo-bench data
   neo-bench storage
 
-usage: neo-bench {data,model,train,storage,config,scale,all} [options]
+usage: neo-bench {data,model,train,storage,config,scale,guard,all} [options]
 
   data     training-pipeline images/s per worker vs a PIL + torchvision baseline
   model    params, GFLOPs, forward / forward+backward time and peak memory of a preset
@@ -33,6 +35,7 @@ usage: neo-bench {data,model,train,storage,config,scale,all} [options]
   storage  cache-hit resolve latency, pull throughput, training-step cost of background uploads
   config   seconds from `neo-train <bad override>` to the error, per kind of mistake
   scale    COCO-sized data: cold/warm dataset start, loader memory with workers, validation vs faster-coco-eval
+  guard    the demo's neo-train images/s vs neo-bench train, and the chosen precision vs the other (exit 1 if slow)
   all      each of the above with its defaults, except scale
 
 `neo-bench NAME --help` lists a benchmark's options."""

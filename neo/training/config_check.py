@@ -24,6 +24,7 @@ from neo.config_problems import problem
 from neo.data.settings import data_problems, dataset_path_problems
 from neo.training.ema_settings import ema_problems
 from neo.training.optim_settings import OptimSettings, fused_problem
+from neo.training.precision import channels_last_problems
 from neo.training.run_settings import run_problems
 from neo.training.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
 
@@ -53,6 +54,7 @@ def owner_problems(cfg: DictConfig) -> list[str]:
     out += trainer_problems(_trainer(cfg))
     out += data_problems(data) + dataset_path_problems(data)
     out += run_problems({k: _node(cfg, k) for k in ("run_name", "seed", "torch_threads", "ckpt_path", "pretrained")})
+    out += channels_last_problems(_node(cfg, "channels_last") if "channels_last" in cfg else False)
     ema = _node(cfg, "callbacks.ema")
     if ema is not None:
         out += ema_problems(**{k: ema[k] for k in ("decay", "ramp", "start_step") if k in ema})

@@ -12,6 +12,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
@@ -56,6 +57,9 @@ class TrainSummary:
     start_step: int | None = None
     precision: str | None = None       # Lightning precision the validation (hence AP) ran at, e.g. "bf16-mixed"
     bucket_notes: list[str] = field(default_factory=list)  # the bucket was not checked / objects not replaced
+    machine: dict = field(default_factory=dict)  # MachineSettings.record(): precision/channels_last, asked vs chosen, why
+    throughput: dict = field(default_factory=dict)  # neo.training.speed_check.Throughput.record(), warm-up excluded
+    speed_notes: list[str] = field(default_factory=list)  # throughput far below what this machine can do, and why
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -118,6 +122,29 @@ def _show(path: Path | None) -> str:
         return str(path)
 
 
+def machine_line(machine: Mapping) -> str:
+    """``32-true (auto: AVX2, no native bf16); channels_last on (AVX2: oneDNN channels-last kernels)``."""
+    precision, requested = machine.get("precision"), machine.get("precision_requested")
+    head = f"{precision} (auto: {machine.get('precision_reason')})" if requested == "auto" else f"{precision} (asked for)"
+    layout = "on" if machine.get("channels_last") else "off"
+    return f"{head}; channels_last {layout} ({machine.get('channels_last_reason')})"
+
+
+def speed_line(throughput: Mapping, notes: list[str]) -> str:
+    """The loop's images/s against its step-only rate, then one line per likely cause of slowness."""
+    lines = []
+    if throughput.get("timed_batches"):
+        lines.append(f"{throughput['images_per_s']:.2f} images/s in the loop, {throughput['step_images_per_s']:.2f} "
+                     f"for the steps alone (warm-up excluded)")
+    else:
+        lines.append("not measured (too few training batches after warm-up)")
+    if notes:
+        lines += [f"[red]far below this machine:[/red] {escape(note)}" for note in notes]
+    elif throughput.get("timed_batches"):
+        lines.append("no slowdown found (data, precision, threads, load)")
+    return "\n".join(lines)
+
+
 @rank_zero_only
 def print_summary(summary: TrainSummary, console: Console | None = None) -> None:
     """The closing table: AP, AP50, images/s, epochs, wall time, best checkpoint, TensorBoard dir."""
@@ -130,7 +157,11 @@ def print_summary(summary: TrainSummary, console: Console | None = None) -> None
     table.add_row("AP50 (val, best)", _fmt(metrics.get("AP50")))
     if summary.precision:  # neo-eval's default (32-true) can differ from it, and so can its AP
         table.add_row("AP measured at precision", summary.precision)
+    if summary.machine:
+        table.add_row("precision, memory format", machine_line(summary.machine))
     table.add_row("training images/s", f"{summary.images_per_s:.2f}" if summary.images_per_s else "-")
+    if summary.throughput or summary.speed_notes:
+        table.add_row("speed check", speed_line(summary.throughput, summary.speed_notes))
     table.add_row("epochs / optimizer steps", f"{summary.epochs} / {summary.steps}")
     minutes, seconds = divmod(int(round(summary.wall_time_s)), 60)
     table.add_row("wall time", f"{minutes}m {seconds:02d}s")

@@ -19,11 +19,12 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
 from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
 from neo.training.config_check import check_config
+from neo.training.machine import MachineSettings, machine_settings
 from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.pretrained import (
     fit_normalisation,
@@ -33,6 +34,7 @@ from neo.training.pretrained import (
 )
 from neo.training.report import TrainSummary, print_config_tree
 from neo.training.run_folder import check_fresh_start, run_identity
+from neo.training.speed_check import ThroughputCheck, speed_notes
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,20 @@ def build_module(cfg: DictConfig) -> RTDETRModule:
         report = load_detector_weights(module.net, weights)  # another preset: CheckpointError naming the right one
         log_report(str(cfg.pretrained), weights, report)
     return module
+
+
+def resolve_machine_settings(cfg: DictConfig) -> MachineSettings:
+    """``trainer.precision`` and ``channels_last`` (``auto`` or given) decided for this machine and written into
+    ``cfg``, so the module, the Trainer and the checkpoint's run config (what ``neo-eval`` reads) all hold what the
+    run really uses (:mod:`neo.training.precision` has the rules)."""
+    settings = machine_settings(cfg.trainer.get("precision", "auto"), cfg.get("channels_last", False),
+                                cfg.trainer.get("accelerator", "auto"))
+    with open_dict(cfg):
+        cfg.trainer.precision = settings.precision.precision
+        cfg.channels_last = settings.channels_last
+    log.info("precision %s, channels_last %s (%s)", settings.precision.describe(), settings.channels_last,
+             settings.channels_last_reason)
+    return settings
 
 
 def checkpoint_plugins(cfg: DictConfig, lease: Any = None) -> list[Any]:
@@ -207,6 +223,7 @@ def _train(cfg: DictConfig, notes: list[str], held: list[Any]) -> TrainSummary:
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    machine = resolve_machine_settings(cfg)
     if cfg.trainer.get("deterministic"):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -220,12 +237,13 @@ def _train(cfg: DictConfig, notes: list[str], held: list[Any]) -> TrainSummary:
     loggers = build_loggers(cfg.get("logger"), _checkpoint_step(ckpt))
     callbacks = without_logger_only_callbacks(instantiate_each(cfg.get("callbacks")), loggers)
     callbacks.append(FitStartRecorder())  # where fit really started (after a checkpoint restore)
+    callbacks.append(ThroughputCheck())  # loop vs step-only images/s: is the run as fast as this machine can be?
     trainer = build_trainer(cfg, callbacks, loggers, lease)
     sync = trainer.strategy.checkpoint_io
     if hasattr(sync, "take_baseline") and (cfg.get("ckpt_path") is not None or cfg.get("overwrite", False)):
         sync.take_baseline(ckpt)  # continuing (or replacing on purpose): what it may replace in the bucket
 
-    summary = TrainSummary(run_dir=run_dir)
+    summary = TrainSummary(run_dir=run_dir, machine=machine.record())
     summary.bucket_notes = list(notes)
     start = time.perf_counter()
     try:
@@ -241,6 +259,7 @@ def _train(cfg: DictConfig, notes: list[str], held: list[Any]) -> TrainSummary:
     finally:
         summary.wall_time_s = time.perf_counter() - start
         _fill_summary(summary, trainer, module, callbacks)
+        _check_speed(summary, _find(callbacks, ThroughputCheck), machine, datamodule)
         if ckpt:
             summary.resumed_from = Path(ckpt)
             _locate_best_checkpoint(summary, cfg)
@@ -307,6 +326,22 @@ def _fill_from_checkpoint(summary: TrainSummary, ckpt: Path, cfg: DictConfig) ->
     if last is None or not Path(last).is_file():
         summary.last_checkpoint = Path(ckpt)  # the file resumed from (the fetched copy of the bucket's)
     _locate_best_checkpoint(summary, cfg)
+
+
+def _check_speed(summary: TrainSummary, check: ThroughputCheck | None, machine: MachineSettings,
+                 datamodule: Any) -> None:
+    """``summary.throughput`` (loop vs step-only images/s) and ``speed_notes``: why this run is slower than the
+    machine can go, if it is (see :mod:`neo.training.speed_check`)."""
+    from neo.cores import available_cores
+
+    if check is None:
+        return
+    workers = int(getattr(datamodule, "loader_kwargs", {}).get("num_workers", 0))
+    check.figures.notes = speed_notes(check.figures, precision_warning=machine.precision.warning,
+                                      torch_threads=torch.get_num_threads(), num_workers=workers,
+                                      cores=available_cores())
+    summary.throughput = check.figures.record()
+    summary.speed_notes = list(check.figures.notes)
 
 
 def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:

@@ -25,6 +25,8 @@ def train_overrides(root: Path | str, out: Path | str, *extra: str) -> list[str]
         "data.persistent_workers=false",
         "data.no_aug_epochs=0",
         "trainer=cpu",
+        "trainer.precision=32-true",  # the suite's numbers do not depend on the CPU kind (auto: bf16 on AVX512-BF16)
+        "channels_last=false",
         "trainer.num_sanity_val_steps=0",
         "print_config=false",
         "torch_threads=1",
