@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 train: setup
 	$(BIN)/neo-train experiment=cpu_demo ckpt_path=auto
 
+# The suite in TEST_WORKERS processes (pytest-xdist; a file's tests stay in one process), the 20 slowest listed.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # The SLURM suite (tests/slurm, marker `slurm`, left out of `make test`): a real single-node scheduler
 # started by the tests; installs slurm-wlm + munge with apt-get if missing (needs root, as CI is).

@@ -13,6 +13,12 @@ from neo.data.synth import SHAPES, generate_synthetic_coco
 from neo.data.verify import verify_coco
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    """The report table at 200 columns, as tests.support.commands gives every command: at rich's default 80 a
+    long temporary path (a pytest-xdist worker's) wraps inside the file names the assertions look for."""
+    monkeypatch.setenv("COLUMNS", "200")
+
 def _digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):

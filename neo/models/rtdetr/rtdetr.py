@@ -79,7 +79,8 @@ class RTDETR(nn.Module):
         x = self.normalize(images)
         feats = self.encoder(self.backbone(x))
         out = self.decoder(feats, targets)
-        out["image_size"] = torch.tensor(images.shape[-2:], dtype=torch.int64)  # on the host: read without a sync
+        h, w = images.shape[-2:]  # ints, or 0-d tensors while tracing for export: a list takes both
+        out["image_size"] = torch.tensor([h, w], dtype=torch.int64)  # on the host: read without a sync
         return out
 
     def deploy(self) -> RTDETR:
