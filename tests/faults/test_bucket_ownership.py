@@ -34,7 +34,7 @@ from neo.storage.resolver import url_cache_path
 from tests.faults.conftest import assert_nothing_lost, flat, output
 from tests.faults.test_runs_never_overwrite import neo_train, sha256_bucket, sha256_tree
 from tests.faults.test_storage_faults import put
-from tests.storage.conftest import BUCKET, run_env
+from tests.storage.conftest import BUCKET, CuttingProxy, run_env
 from tests.support.commands import BIN
 from tests.sweeps.helpers import write_tiny_experiment
 
@@ -127,44 +127,15 @@ def test_1_offline_auto_resume_never_starts_fresh_and_never_pushes(user, tmp_pat
 
 
 # ------------------------------------------------------------------ 2. the bucket is down at start
-class Gate:
+class Gate(CuttingProxy):
     """TCP proxy to the S3 server that resets every connection until ``open`` is set (a server still booting)."""
 
     def __init__(self, upstream: tuple[str, int]):
-        self.upstream, self.open = upstream, threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.open = threading.Event()
+        super().__init__(upstream)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
+    def _refuses(self) -> bool:
+        return not self.open.is_set()
 
 
 GATE: Gate | None = None

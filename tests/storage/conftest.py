@@ -108,12 +108,16 @@ class CuttingProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            if self.cuts and self.refuse_after_cut:
+            if self._refuses():
                 client.close()
                 continue
             upstream = socket.create_connection(self.upstream)
             threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _refuses(self) -> bool:
+        """Reset a new connection at once (here: after a cut, when ``refuse_after_cut``)."""
+        return bool(self.cuts and self.refuse_after_cut)
 
     def _pipe(self, src, dst, is_response: bool) -> None:
         sent = 0
