@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from neo.storage.protocols import CREDENTIAL_HINTS, missing_credentials
@@ -32,11 +33,31 @@ class StorageAccessError(OSError):
     """A bucket transfer failed for good; the message is one paragraph naming the bucket, key, reason and fix."""
 
 
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?", re.IGNORECASE)
+_NETWORK_NAMES = ("Connect", "Timeout", "ClientPayload", "ServerDisconnected", "IncompleteRead",
+                  "ResponseStreamingError", "ProtocolError", "EndpointConnection")
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status a botocore/s3fs error carries in its response, if any."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status else None
+    return None
+
+
 def classify(exc: BaseException) -> str:
     """Why an access failed: not found | no credentials | access denied | network | no network | corrupt |
-    unverifiable | invalid request | offline | error. Only network, corrupt and error are retried."""
+    unverifiable | invalid request | offline | error. Only network, corrupt and error are retried.
+
+    Status codes are read from the response, or from the message with URLs and host:port removed (a port such
+    as 40312 once made a cut connection read as "access denied"); connection failures are recognised by type
+    before any status text is looked at."""
     name = type(exc).__name__
     text = str(exc)
+    words = _URL.sub("<url>", text)
+    status = _status(exc)
     if isinstance(exc, CorruptDownloadError):
         return "corrupt"
     if isinstance(exc, OfflineError):
@@ -48,17 +69,17 @@ def classify(exc: BaseException) -> str:
         return "unverifiable"
     if "ParamValidation" in name or "Parameter validation failed" in text or isinstance(exc, StorageConfigError):
         return "invalid request"
-    if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "NoSuchBucket" in text or "404" in text:
+    if status is None and (isinstance(exc, (ConnectionError, TimeoutError)) or any(s in name for s in _NETWORK_NAMES)):
+        return "network"
+    if isinstance(exc, FileNotFoundError) or status == 404 or "NoSuchKey" in text or "NoSuchBucket" in text \
+            or re.search(r"\b404\b", words):
         return "not found"
     if "NoCredentials" in name or "PartialCredentials" in name or "endpoint unknown" in text or "Unable to locate credentials" in text:
         return "no credentials"
-    if isinstance(exc, PermissionError) or "AccessDenied" in text or "InvalidAccessKeyId" in text or "403" in text \
-            or "SignatureDoesNotMatch" in text:
+    if isinstance(exc, PermissionError) or status == 403 or "AccessDenied" in text or "InvalidAccessKeyId" in text \
+            or "SignatureDoesNotMatch" in text or re.search(r"\b403\b", words):
         return "access denied"
-    if isinstance(exc, (ConnectionError, TimeoutError)) or any(
-        s in name for s in ("Connect", "Timeout", "ClientPayload", "ServerDisconnected", "IncompleteRead",
-                            "ResponseStreamingError", "ProtocolError", "EndpointConnection")
-    ) or any(s in text for s in ("Connection", "connect", "Timeout", "reset by peer")):
+    if any(s in words for s in ("Connection", "connect", "Timeout", "reset by peer")):
         return "network"
     return "error"
 
