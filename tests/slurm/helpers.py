@@ -116,6 +116,28 @@ def bring_time_limit_forward(cluster: Cluster, job: str) -> None:
     cluster.run("scontrol", "update", f"JobId={job}", f"TimeLimit={minutes}")
 
 
+def restarts(cluster: Cluster, job: str) -> int:
+    """How many times SLURM has requeued ``job`` (``Restarts`` of ``scontrol show job``)."""
+    return int(job_field(cluster, job, "Restarts"))
+
+
+def wait_for_requeue(cluster: Cluster, job: str, restarts_before: int, sweep: Path, timeout_s: float = 180) -> None:
+    """Wait until SLURM has requeued ``job`` once more than ``restarts_before``.
+
+    Judged by the ``Restarts`` counter, which stays, not by the job's state alone: a requeued job is
+    ``PENDING`` only for the short hold before it runs again, and ``COMPLETING`` until every process of
+    the old run is gone (up to ``KillWait``). On failure the message carries the job's record, the tail
+    of submitit's log and of the controller's log.
+    """
+    try:
+        wait_for(lambda: restarts(cluster, job) > restarts_before
+                 or cluster.job_state(job) in ("PENDING", "REQUEUED"), timeout_s, f"job {job}'s requeue")
+    except AssertionError as timeout:
+        record = cluster.run("scontrol", "show", "job", "--oneliner", job)
+        raise AssertionError(f"{timeout}\n--- scontrol show job\n{record}\n--- submitit log\n"
+                             f"{submitit_log(sweep, job)[-3000:]}\n--- cluster logs\n{cluster.logs()}") from None
+
+
 def submitit_log(sweep: Path, job: str) -> str:
     """Everything submitit's job(s) wrote for ``job`` (stdout and stderr of every run and task)."""
     return "\n".join(p.read_text(errors="replace") for p in sorted((sweep / ".submitit" / job).glob("*_log.*")))

@@ -23,12 +23,14 @@ from tests.slurm.helpers import (
     launcher,
     neo_train,
     rank_pids,
+    restarts,
     run_dirs,
     submitit_log,
     summary,
     tensors_equal,
     tiny_run,
     wait_for,
+    wait_for_requeue,
 )
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
@@ -66,11 +68,11 @@ def test_time_limit_mid_epoch_requeues_and_ends_with_the_uninterrupted_weights(s
     sweep = stopped_dir / "outputs/sweeps/cpu_demo"
     point = wait_for(lambda: started_training(sweep), 600, "the first last.ckpt (step 5)")
     (job,) = job_ids(sweep)
+    before = restarts(slurm, job)
     bring_time_limit_forward(slurm, job)  # the limit now ends this job mid-epoch
 
     interrupted = point / "checkpoints/interrupted.ckpt"
-    wait_for(lambda: slurm.job_state(job) in ("PENDING", "REQUEUED") or stopped.poll() is not None, 240,
-             "the job's requeue after its time-limit signal")
+    wait_for_requeue(slurm, job, before, sweep, timeout_s=240)
     slurm.run("scontrol", "update", f"JobId={job}", "TimeLimit=30")  # the requeued run gets a full limit again
     stopped_step = torch.load(interrupted, map_location="cpu", weights_only=True)["global_step"]
     assert 5 <= stopped_step < STEPS  # the signal landed inside the one epoch
