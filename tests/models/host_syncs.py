@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _THIS = __file__
@@ -37,12 +38,37 @@ def _has_bool_mask(index: Any) -> bool:
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
 
 
+class _BoolMaskIndexMode(TorchFunctionMode):
+    """Records indexing with a boolean mask (``t[mask]``, ``t[mask] = v``) for a :class:`HostSyncCounter`.
+
+    A mode, not a patch: setting ``__getitem__`` on ``torch.Tensor`` (even deleting it again afterwards)
+    gives the type a sequence slot for good, and ``torch.tensor([h, w])`` of 0-d tensors then tries ``len()``
+    on each of them in every later test of the process (an ONNX trace failed that way).
+    """
+
+    def __init__(self, counter: HostSyncCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in _MASK_KINDS and len(args) > 1 and _has_bool_mask(args[1]) \
+                and not self.counter._came_from_cpu(args[0]):
+            self.counter._record(_MASK_KINDS[func])
+        # Tensor methods reach a mode by name, so ``func`` may be one of the counter's own wrappers (the call
+        # was counted on its way in): run what it wraps.
+        return self.counter._originals.get(func, func)(*args, **(kwargs or {}))
+
+
+_MASK_KINDS = {torch.Tensor.__getitem__: "bool-mask index", torch.Tensor.__setitem__: "bool-mask assign"}
+
+
 class HostSyncCounter:
     """Context manager: ``calls`` lists (kind, "file:line") of every synchronising call while active."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
-        self._saved: list[tuple[Any, str, Any]] = []
+        self._saved: list[tuple[Any, str, Any]] = []  # (owner, name, what to put back; None: delete the patch)
+        self._originals: dict[Callable, Callable] = {}  # each patch -> what it wraps
         self._from_cpu: dict[int, torch.Tensor] = {}  # by id (tensors compare elementwise), kept alive while active
         self.active = False
 
@@ -86,6 +112,7 @@ class HostSyncCounter:
 
     def _wrap(self, owner: Any, name: str, when: Callable[..., bool] | None = None, kind: str | None = None) -> None:
         original = getattr(owner, name)
+        own = name in vars(owner)  # else inherited (Tensor.__getitem__ is TensorBase's): deleted again on exit
         counter = self
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -94,7 +121,8 @@ class HostSyncCounter:
                 counter._record(kind or name)
             return original(*args, **kwargs)
 
-        self._saved.append((owner, name, original))
+        self._saved.append((owner, name, original if own else None))
+        self._originals[wrapper] = original
         setattr(owner, name, wrapper)
 
     def __enter__(self) -> HostSyncCounter:
@@ -105,8 +133,8 @@ class HostSyncCounter:
             self._wrap(T, name)
         for name in ("nonzero", "argwhere", "masked_select", "unique"):
             self._wrap(torch, name, kind=f"torch.{name}")
-        self._wrap(T, "__getitem__", when=lambda self_, index: _has_bool_mask(index), kind="bool-mask index")
-        self._wrap(T, "__setitem__", when=lambda self_, index, value: _has_bool_mask(index), kind="bool-mask assign")
+        self._mask_mode = _BoolMaskIndexMode(self)  # indexing is watched through a mode, never patched (see there)
+        self._mask_mode.__enter__()
         self._wrap(T, "numpy")
 
         def no_output_size(*args: Any, **kwargs: Any) -> bool:
@@ -126,14 +154,23 @@ class HostSyncCounter:
                     counter._from_cpu[id(t)] = t
             return out
 
-        self._saved.append((T, "cpu", original_cpu))
+        self._saved.append((T, "cpu", original_cpu if "cpu" in vars(T) else None))
+        self._originals[cpu] = original_cpu
         T.cpu = cpu
         self.active = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.active = False
+        self._mask_mode.__exit__(*exc)
+        # Put back exactly what was there: an inherited slot method set on torch.Tensor itself would stay as a
+        # class attribute and change the type (with __getitem__ defined on it, torch.tensor([t, t]) of 0-d
+        # tensors treats each as a sequence and fails in every later test of the process).
         for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
         self._saved.clear()
+        self._originals.clear()
         self._from_cpu.clear()

@@ -50,6 +50,18 @@ def test_the_counter_sees_each_kind_of_synchronisation() -> None:
     assert all(site.startswith("test_host_syncs.py:") for _, site in counter.calls)
 
 
+def test_the_counter_leaves_torch_as_it_found_it() -> None:
+    """Exiting puts back exactly what was there: no inherited method left behind as a class attribute of
+    torch.Tensor (with __getitem__ set on it, a later ONNX trace of ``torch.tensor([h, w])`` failed)."""
+    tensor_attrs, torch_attrs = dict(vars(torch.Tensor)), dict(vars(torch))
+    with HostSyncCounter():
+        pass
+    assert dict(vars(torch.Tensor)) == tensor_attrs
+    assert {k: v for k, v in vars(torch).items() if k in torch_attrs} == torch_attrs
+    traced = torch.jit.trace(lambda x: x + torch.tensor([*x.shape[-2:]]).sum(), torch.zeros(1, 2, 3))
+    assert traced(torch.zeros(1, 2, 3)).sum() == 5 * 6
+
+
 @pytest.mark.parametrize("layers", [3, 6])
 def test_model_step_waits_for_the_device_once(layers: int) -> None:
     """Forward + criterion + backward of the tiny preset: one cost-matrix transfer, whatever the decoder depth."""
