@@ -7,6 +7,11 @@ prints one row per variant:
     neo-bench train --preset tiny --size 360p --batch 8
     neo-bench train --preset tiny --size 360p --precision 32-true bf16-mixed --channels-last both
     neo-bench train --preset rtdetr_r50 --size 1080p --batch 4 --accumulate 2 --precision 16-mixed
+    neo-bench train --preset rtdetr_r50 --size 1080p --batch 4 --compile both
+
+``--compile on`` wraps the backbone and the hybrid encoder in ``torch.compile`` (their shapes are fixed by
+the canvas; the decoder's query selection and the criterion are not); the first steps pay for the
+compilation, so give ``--warmup`` enough steps and read the compile time from its own column.
 
 ``--precision`` and ``--channels-last`` default to ``auto``: what ``neo-train`` picks on this machine
 (:mod:`neo.training.precision`: on a CPU bf16-mixed only with native bf16, else 32-true). A bf16 row on a
@@ -77,10 +82,9 @@ def _collate(batch):
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
-def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int, precision: str,
-                channels_last: bool, steps: int, warmup: int, accelerator: str, num_classes: int) -> dict:
-    """Train ``warmup + steps`` optimizer steps; returns images/s over the last ``steps`` and peak memory."""
-    import lightning.pytorch as pl
+def build_module(preset: str, num_classes: int, channels_last: bool, compile_net: bool = False):
+    """The real RTDETRModule of ``preset`` (no warm-up in its schedule); with ``compile_net`` its backbone and
+    encoder are compiled in place (``nn.Module.compile``: parameter names and checkpoints unchanged)."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
@@ -92,6 +96,20 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
     optim_cfg = OmegaConf.to_container(cfg.optim, resolve=True)
     optim_cfg["schedule"]["warmup"] = 0
     module = RTDETRModule(model=model_cfg, optim=optim_cfg, channels_last=channels_last, val_samples=0)
+    if compile_net:
+        module.net.backbone.compile(dynamic=False)
+        module.net.encoder.compile(dynamic=False)
+    return module
+
+
+def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int, precision: str,
+                channels_last: bool, steps: int, warmup: int, accelerator: str, num_classes: int,
+                compile_net: bool = False) -> dict:
+    """Train ``warmup + steps`` optimizer steps; returns images/s over the last ``steps``, the seconds of the
+    warm-up steps (where a compilation is paid) and peak memory."""
+    import lightning.pytorch as pl
+
+    module = build_module(preset, num_classes, channels_last, compile_net)
     total = warmup + steps
     data = RandomDetection(size, num_classes, length=total * accumulate * batch)
     loader = DataLoader(data, batch_size=batch, collate_fn=_collate, num_workers=0)
@@ -103,6 +121,7 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
     )
     if torch.cuda.is_available() and accelerator != "cpu":
         torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     seconds = (timer.stop or 0) - (timer.start or 0)
     if torch.cuda.is_available() and accelerator != "cpu":
@@ -112,7 +131,8 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
     cpu_seconds = timer.cpu_stop - timer.cpu_start
     return {"images_per_s": timer.images / seconds if seconds > 0 else 0.0,
             "cpu_images_per_s": timer.images / cpu_seconds if cpu_seconds > 0 else 0.0,
-            "step_s": seconds / max(1, timer.batches / accumulate), "peak_memory": peak}
+            "step_s": seconds / max(1, timer.batches / accumulate),
+            "warmup_s": (timer.start or began) - began, "peak_memory": peak}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "bf16 (AVX512-BF16/AMX), else 32-true)")
     parser.add_argument("--channels-last", choices=("auto", "on", "off", "both"), default="auto",
                         help="auto: what neo-train picks here (on for x86 CPUs and GPUs with mixed precision)")
+    parser.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                        help="torch.compile the backbone and encoder (on), or measure both ways (both)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed optimizer steps first")
     parser.add_argument("--accelerator", default="auto")
@@ -148,22 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.is_available() and args.accelerator in ("auto", "gpu", "cuda")
     accelerator = "gpu" if gpu else "cpu"
     layouts = {"on": [True], "off": [False], "both": [False, True], "auto": ["auto"]}[args.channels_last]
-    variants = [machine_settings(p, layout, accelerator) for p, layout in product(args.precision, layouts)]
-    cpu = variants[0].cpu
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    variants = [(machine_settings(p, layout, accelerator), compiled)
+                for p, layout, compiled in product(args.precision, layouts, compiles)]
+    cpu = variants[0][0].cpu
     print(f"preset={args.preset} size={format_size(size)} batch={args.batch} accumulate={args.accumulate} "
           f"device={'cuda' if gpu else 'cpu'} threads={torch.get_num_threads()} cpu={cpu.describe()}")
-    print(f"{'precision':<17} {'channels_last':<14} {'images/s':>9} {'s/step':>8}  peak memory")
+    print(f"{'precision':<17} {'channels_last':<14} {'compile':<8} {'images/s':>9} {'s/step':>8} {'warm-up s':>9}"
+          f"  peak memory")
     rows = []
-    for v in variants:
+    for v, compiled in variants:
         precision, channels_last = v.precision.precision, v.channels_last
         r = run_variant(args.preset, size, args.batch, args.accumulate, precision, channels_last, args.steps,
-                        args.warmup, accelerator, args.num_classes)
+                        args.warmup, accelerator, args.num_classes, compile_net=compiled)
         label = f"{precision} (auto)" if v.precision.requested == "auto" else precision
         note = "  (no native bf16 on this CPU: slow)" if v.precision.warning else ""
-        print(f"{label:<17} {str(channels_last):<14} {r['images_per_s']:>9.2f} {r['step_s']:>8.3f}  "
-              f"{r['peak_memory']}{note}", flush=True)
+        print(f"{label:<17} {str(channels_last):<14} {'on' if compiled else 'off':<8} {r['images_per_s']:>9.2f} "
+              f"{r['step_s']:>8.3f} {r['warmup_s']:>9.1f}  {r['peak_memory']}{note}", flush=True)
         rows.append({"precision": precision, "requested": v.precision.requested, "channels_last": channels_last,
-                     **r})
+                     "compile": compiled, **r})
     if args.json:
         from pathlib import Path
 
