@@ -49,3 +49,15 @@ def test_box_distance_round_trip():
     boxes = distance_to_box(points, distance, 4.0)
     xyxy = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
     torch.testing.assert_close(box_to_distance(points, xyxy, 4.0), distance, atol=1e-5, rtol=1e-5)
+
+
+def test_localization_quality_starts_as_identity_and_learns():
+    from neo.models.dfine.fdr import LocalizationQuality
+
+    lqe = LocalizationQuality(reg_max=8, k=4)
+    scores, corners = torch.randn(2, 5, 3), torch.randn(2, 5, 4 * 9)
+    out = lqe(scores, corners)
+    assert out.shape == (2, 5, 3)
+    torch.testing.assert_close(out, scores)
+    out.sum().backward()
+    assert lqe.mlp[-1].weight.grad.abs().sum() > 0

@@ -89,3 +89,35 @@ def box_to_distance(points: Tensor, boxes_xyxy: Tensor, reg_scale: float) -> Ten
         ],
         dim=-1,
     )
+
+
+class LocalizationQuality(torch.nn.Module):
+    """LQE: adjusts class scores by how peaked the edge distributions are.
+
+    The top-k probabilities of each edge's distribution and their mean (4 * (k + 1) numbers per
+    query) go through a small MLP whose output is added to every class score.
+    """
+
+    def __init__(self, reg_max: int, k: int = 4, hidden_dim: int = 64, num_layers: int = 2):
+        super().__init__()
+        self.reg_max, self.k = reg_max, k
+        dims = [4 * (k + 1)] + [hidden_dim] * (num_layers - 1) + [1]
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(torch.nn.ReLU())
+        self.mlp = torch.nn.Sequential(*layers)
+        torch.nn.init.zeros_(self.mlp[-1].weight)
+        torch.nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, scores: Tensor, corner_logits: Tensor) -> Tensor:
+        """Args: scores (B, Q, C) class logits; corner_logits (B, Q, 4 * (reg_max + 1)).
+
+        Returns: (B, Q, C) adjusted class logits.
+        """
+        b, q, _ = corner_logits.shape
+        probs = corner_logits.reshape(b, q, 4, self.reg_max + 1).softmax(dim=-1)
+        top = probs.topk(self.k, dim=-1).values
+        stat = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1).reshape(b, q, -1)
+        return scores + self.mlp(stat)
