@@ -47,11 +47,13 @@ class ImportResult:
 
 
 def preset_model_config(preset: str, num_classes: int) -> dict[str, Any]:
-    """Plain model config of ``preset`` with ``num_classes`` and the official normalisation (none, /255 only)."""
+    """Plain model config of ``preset`` with ``num_classes``, the official normalisation (none, /255 only) and
+    the official position-embedding layout the checkpoint was trained with."""
     if preset not in CONVERTIBLE_PRESETS:
         raise ValueError(f"preset={preset!r} cannot hold official RT-DETR weights; use one of "
                          f"{', '.join(CONVERTIBLE_PRESETS)} (or leave it out to detect it from the keys)")
-    cfg = load_preset_config(preset, num_classes, {"net.pixel_mean": None, "net.pixel_std": None})
+    cfg = load_preset_config(preset, num_classes, {"net.pixel_mean": None, "net.pixel_std": None,
+                                                   "net.encoder.position_embedding": "official"})
     return OmegaConf.to_container(cfg, resolve=True)
 
 

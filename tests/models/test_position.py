@@ -51,3 +51,36 @@ def test_distinct_positions_on_non_square_maps():
         # the official formula reshaped row-major would give row y, column x a different position
         scrambled = official_formula(w, h, 256)[0]
         assert not torch.allclose(emb, scrambled, atol=1e-3)
+
+
+def test_official_layout_reproduces_the_official_formula_on_every_size():
+    from neo.models.rtdetr.position import official_sincos_2d_embedding, position_embedding
+
+    for h, w in [(1, 1), (5, 5), (12, 20), (20, 12), (17, 30), (34, 60)]:
+        got = official_sincos_2d_embedding(h, w, 64)
+        assert got.shape == (1, h * w, 64)
+        torch.testing.assert_close(got, official_formula(w, h, 64), rtol=0, atol=1e-6)
+        torch.testing.assert_close(position_embedding("official", h, w, 64), got, rtol=0, atol=0)
+        torch.testing.assert_close(position_embedding("consistent", h, w, 64), sincos_2d_embedding(h, w, 64),
+                                   rtol=0, atol=0)
+
+
+def test_encoder_layout_option_changes_outputs_only_off_square():
+    from neo.models.rtdetr import HybridEncoder
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": [8, 16, 32], "hidden_dim": 32, "num_heads": 4, "ffn_dim": 64}
+    consistent = HybridEncoder(**kwargs).eval()
+    official = HybridEncoder(**kwargs, position_embedding="official").eval()
+    official.load_state_dict(consistent.state_dict())
+    for (h, w), same in [((8, 8), True), ((9, 16), False)]:
+        feats = [torch.randn(1, c, h * 4 // s, w * 4 // s) for c, s in zip((8, 16, 32), (1, 2, 4), strict=True)]
+        with torch.no_grad():
+            a, b = consistent(feats)[-1], official(feats)[-1]
+        assert torch.equal(a, b) == same
+    try:
+        HybridEncoder(**kwargs, position_embedding="x-major")
+    except ValueError as exc:
+        assert "consistent" in str(exc) and "official" in str(exc)
+    else:
+        raise AssertionError("an unknown position_embedding was accepted")

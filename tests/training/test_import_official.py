@@ -22,7 +22,8 @@ from tests.official_checkpoints import (
 )
 
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference key lists not available")
-OFFICIAL_INPUT = {"net.pixel_mean": None, "net.pixel_std": None}  # official models take images / 255
+OFFICIAL_INPUT = {"net.pixel_mean": None, "net.pixel_std": None,  # official models take images / 255
+                  "net.encoder.position_embedding": "official"}  # and build the x-major embedding
 
 
 @pytest.mark.parametrize(("preset", "layout"), sorted(REFERENCE_LISTS))
@@ -49,6 +50,11 @@ def test_official_file_imports_and_computes_what_its_source_computes(preset: str
         expected, got = source(images), module.net(images)
     for name in ("pred_logits", "pred_boxes"):
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5)
+    # 96x160 (16:9): the checkpoint records the official embedding layout, which matters off-square
+    assert module.hparams["model"]["net"]["encoder"]["position_embedding"] == "official"
+    module.net.encoder.position_embedding = "consistent"
+    with torch.no_grad():
+        assert not torch.allclose(module.net(images)["pred_logits"], expected["pred_logits"], atol=1e-3)
 
 
 def test_import_reports_the_layout_it_saw(tmp_path: Path) -> None:

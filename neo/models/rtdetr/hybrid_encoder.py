@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNormLayer, get_activation
-from .position import sincos_2d_embedding
+from .position import POSITION_EMBEDDINGS, position_embedding
 from .repvgg import CSPRepLayer, RepVggBlock
 
 
@@ -57,6 +57,8 @@ class HybridEncoder(nn.Module):
         num_encoder_layers, num_heads, ffn_dim, dropout, enc_act: AIFI layer settings.
         expansion, depth_mult, act: CSPRep layer settings (3 RepVGG blocks x depth_mult).
         pe_temperature: sin-cos embedding temperature.
+        position_embedding: ``consistent`` (each token its own position) or ``official`` (the upstream
+            x-major layout, which differs when H != W; for official checkpoints' exact outputs).
 
     forward: list of [B, in_channels[i], H_i, W_i] -> list of [B, hidden_dim, H_i, W_i] (same sizes;
     any H_i, W_i: the top-down path upsamples to the lateral map's exact size).
@@ -76,8 +78,12 @@ class HybridEncoder(nn.Module):
         depth_mult: float = 1.0,
         act: str = "silu",
         pe_temperature: float = 10000.0,
+        position_embedding: str = "consistent",
     ) -> None:
         super().__init__()
+        if position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {position_embedding!r}")
+        self.position_embedding = position_embedding
         self.in_channels = list(in_channels)
         self.hidden_dim = hidden_dim
         self.use_encoder_idx = list(use_encoder_idx)
@@ -118,7 +124,7 @@ class HybridEncoder(nn.Module):
         for encoder, level in zip(self.encoder, self.use_encoder_idx, strict=True):
             b, c, h, w = proj[level].shape
             src = proj[level].flatten(2).transpose(1, 2)  # [B, H*W, C], row-major
-            pos = sincos_2d_embedding(h, w, c, self.pe_temperature, src.device, src.dtype)
+            pos = position_embedding(self.position_embedding, h, w, c, self.pe_temperature, src.device, src.dtype)
             proj[level] = (
                 encoder(src, pos)
                 .transpose(1, 2)

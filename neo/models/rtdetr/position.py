@@ -1,8 +1,16 @@
-"""2D sin-cos position embedding for flattened (row-major) feature maps of any H x W."""
+"""2D sin-cos position embedding for flattened (row-major) feature maps of any H x W.
+
+Two layouts (``HybridEncoder(position_embedding=...)``):
+- ``consistent`` (neo's default): each token gets the embedding of its own (y, x) position.
+- ``official``: the upstream RT-DETR build, which enumerates positions x-major while the tokens are
+  row-major; for H != W tokens get another position's embedding. Equal to ``consistent`` when H == W.
+"""
 
 from __future__ import annotations
 
 import torch
+
+POSITION_EMBEDDINGS = ("consistent", "official")
 
 
 def sincos_2d_embedding(
@@ -34,3 +42,47 @@ def sincos_2d_embedding(
     out_x = x.reshape(-1, 1) * omega
     emb = torch.cat([out_y.sin(), out_y.cos(), out_x.sin(), out_x.cos()], dim=1)
     return emb[None].to(dtype)
+
+
+def official_sincos_2d_embedding(
+    height: int,
+    width: int,
+    dim: int,
+    temperature: float = 10000.0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The upstream layout: token k (row-major, k = y * width + x) gets the channels of the pair
+    (a, b) = (k // height, k % height), i.e. [sin(a w) | cos(a w) | sin(b w) | cos(b w)].
+
+    Upstream enumerates (x, y) with x outer and y inner (index = x * height + y) and adds the result to
+    row-major tokens; for height == width this is :func:`sincos_2d_embedding` exactly.
+
+    Returns: [1, height * width, dim]
+    """
+    if dim % 4:
+        raise ValueError(f"position embedding dim must be divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+    k = torch.arange(height * width, device=device)
+    outer = torch.div(k, height, rounding_mode="floor").to(torch.float32).reshape(-1, 1) * omega
+    inner = (k % height).to(torch.float32).reshape(-1, 1) * omega
+    emb = torch.cat([outer.sin(), outer.cos(), inner.sin(), inner.cos()], dim=1)
+    return emb[None].to(dtype)
+
+
+def position_embedding(
+    kind: str,
+    height: int,
+    width: int,
+    dim: int,
+    temperature: float = 10000.0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Embedding of layout ``kind`` (``consistent`` or ``official``). Returns: [1, height * width, dim]"""
+    if kind == "consistent":
+        return sincos_2d_embedding(height, width, dim, temperature, device, dtype)
+    if kind == "official":
+        return official_sincos_2d_embedding(height, width, dim, temperature, device, dtype)
+    raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {kind!r}")
