@@ -60,15 +60,8 @@ def official_sincos_2d_embedding(
 
     Returns: [1, height * width, dim]
     """
-    if dim % 4:
-        raise ValueError(f"position embedding dim must be divisible by 4, got {dim}")
-    quarter = dim // 4
-    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
-    k = torch.arange(height * width, device=device)
-    outer = torch.div(k, height, rounding_mode="floor").to(torch.float32).reshape(-1, 1) * omega
-    inner = (k % height).to(torch.float32).reshape(-1, 1) * omega
-    emb = torch.cat([outer.sin(), outer.cos(), inner.sin(), inner.cos()], dim=1)
-    return emb[None].to(dtype)
+    # (k // height, k % height) is the (row, column) of token k on a width x height map flattened row-major
+    return sincos_2d_embedding(width, height, dim, temperature, device, dtype)
 
 
 def position_embedding(
