@@ -35,13 +35,13 @@ from tests.slurm.helpers import (
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1800)]
 
-STEPS = 160  # one epoch: long_epoch_root's 160 train images, batch 1
+STEPS = 480  # three epochs of long_epoch_root's 160 train images, batch 1 (one epoch at 640x360 ended in 29 s on a quiet machine, before the signal)
 
 
 def one_long_epoch(root: Path, out: Path) -> list[str]:
     """One epoch of STEPS steps that lasts over a minute, so the time-limit signal (due within ~30 s of the
     limit being brought forward) lands inside it: at 320x180 the epoch took 18 s on a quiet AVX-512 machine."""
-    run = tiny_run(root, out, "data.batch_size=1", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+    run = tiny_run(root, out, "data.batch_size=1", "trainer.max_epochs=3", "trainer.limit_val_batches=1",
                    "callbacks.last_checkpoint.every_n_train_steps=5", "optim.lr=2e-4")
     return [("data.resolution=640x360" if o.startswith("data.resolution=") else o) for o in run]
 
