@@ -21,17 +21,17 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
-from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
-from neo.training.config_check import check_config
-from neo.training.machine import MachineSettings, machine_settings
-from neo.training.module import NonFiniteLossError, RTDETRModule
-from neo.training.pretrained import (
+from neo.checkpoints.pretrained import (
     fit_normalisation,
     load_detector_weights,
     log_report,
     read_detector_weights,
 )
+from neo.checkpoints.resume import resolve_ckpt_path, resolve_identifier
+from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
+from neo.training.config_check import check_config
+from neo.training.machine import MachineSettings, machine_settings
+from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.report import TrainSummary, print_config_tree
 from neo.training.run_folder import check_fresh_start, run_identity
 from neo.training.speed_check import ThroughputCheck, speed_notes
@@ -132,11 +132,11 @@ def resolve_machine_settings(cfg: DictConfig) -> MachineSettings:
 
 
 def checkpoint_plugins(cfg: DictConfig, lease: Any = None) -> list[Any]:
-    """``neo.storage.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
+    """``neo.checkpoints.sync.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
     if not syncs_to_bucket(cfg):
         return []
-    from neo.storage import CheckpointSync
-    from neo.training.checkpoints import storage_settings
+    from neo.checkpoints.resume import storage_settings
+    from neo.checkpoints.sync import CheckpointSync
 
     return [CheckpointSync(storage_settings(cfg.storage), run_identity(cfg), lease=lease)]
 
@@ -153,9 +153,9 @@ def acquire_lease(cfg: DictConfig, notes: list[str]) -> Any:
 
     if not syncs_to_bucket(cfg) or rank_zero_only.rank != 0:
         return None
+    from neo.checkpoints.resume import storage_settings
     from neo.storage.errors import classify
     from neo.storage.lease import LeaseHeld, RunLease
-    from neo.training.checkpoints import storage_settings
     from neo.training.run_folder import BucketNotChecked, RunFolderTaken
 
     settings = storage_settings(cfg.storage)
@@ -312,7 +312,7 @@ def _nothing_trained(trainer: pl.Trainer, ckpt: Path) -> bool:
 def _fill_from_checkpoint(summary: TrainSummary, ckpt: Path, cfg: DictConfig) -> None:
     """A resumed run with nothing left to train: its figures are the checkpoint's (this process measured no
     speed, and the checkpoint paths it restored may name files of another machine)."""
-    from neo.training.checkpoint_format import read_neo
+    from neo.checkpoints.format import read_neo
 
     content = read_neo(ckpt, key=None, mmap=True, need_config=False).content
     summary.start_epoch = summary.start_epoch if summary.start_epoch is not None else int(content.get("epoch", 0))
@@ -355,7 +355,7 @@ def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:
         return
     storage = cfg.get("storage")
     if cfg.get("sync_checkpoints", True) and storage is not None and storage.get("bucket"):
-        from neo.training.checkpoints import storage_settings
+        from neo.checkpoints.resume import storage_settings
 
         settings = storage_settings(storage)
         summary.best_checkpoint = settings.url(f"{settings.run_checkpoint_dir(run_identity(cfg))}/{Path(best).name}")
@@ -377,8 +377,8 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     metrics; epochs, steps and the validation history come from the newest checkpoint of the run (the
     last logged val metrics when there is none).
     """
-    from neo.training.checkpoint_format import read_neo
-    from neo.training.checkpoints import newest_local_checkpoint
+    from neo.checkpoints.format import read_neo
+    from neo.checkpoints.resume import newest_local_checkpoint
 
     logged = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     path = newest_local_checkpoint(checkpoint_dir)
