@@ -74,7 +74,9 @@ def _checkpoint_step(path: Path | None) -> int | None:
     """The optimizer step stored in a checkpoint file (None for no file)."""
     if path is None:
         return None
-    return int(torch.load(str(path), map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+    from neo.checkpoints.format import load_file
+
+    return int(load_file(path, key="ckpt_path", mmap=True).get("global_step", 0))
 
 
 def resolve_pretrained(model_cfg: dict, storage_cfg: Any) -> dict:
