@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from neo.checkpoints.format import check_state_dict_fits, read_neo
+from neo.checkpoints.pretrained import PRETRAINED_KEYS
 from neo.training.module import RTDETRModule
-from neo.training.run import PRETRAINED_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,9 @@ from neo.models.rtdetr.convert import (
 
 log = logging.getLogger(__name__)
 
+# Keys in cfg.model that hold a weights identifier to resolve through neo.storage before instantiation.
+PRETRAINED_KEYS = ("net.backbone_weights", "net.pretrained", "net.backbone.pretrained", "net.backbone.weights")
+
 
 @dataclass
 class DetectorWeights:

@@ -22,14 +22,15 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from neo.checkpoints.pretrained import (
+    PRETRAINED_KEYS,
     fit_normalisation,
     load_detector_weights,
     log_report,
     read_detector_weights,
 )
 from neo.checkpoints.resume import resolve_ckpt_path, resolve_identifier
+from neo.config.check import check_config
 from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
-from neo.training.config_check import check_config
 from neo.training.machine import MachineSettings, machine_settings
 from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.report import TrainSummary, print_config_tree
@@ -38,8 +39,6 @@ from neo.training.speed_check import ThroughputCheck, speed_notes
 
 log = logging.getLogger(__name__)
 
-# Keys in cfg.model that hold a weights identifier to resolve through neo.storage before instantiation.
-PRETRAINED_KEYS = ("net.backbone_weights", "net.pretrained", "net.backbone.pretrained", "net.backbone.weights")
 
 
 def plain(cfg: Any) -> Any:
@@ -206,7 +205,7 @@ def _find(callbacks: list[Callback], kind: type) -> Any:
 def train(cfg: DictConfig) -> TrainSummary:
     """Check the config, build everything, fit, and return the run's figures.
 
-    Raises :class:`neo.training.config_check.ConfigError` on invalid values (before anything is built)
+    Raises :class:`neo.config.check.ConfigError` on invalid values (before anything is built)
     and :class:`NonFiniteLossError` when the loss stops being finite (after saving the last good state).
     """
     check_config(cfg)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neo.training.config_check import ConfigError, check_config
+from neo.config.check import ConfigError, check_config
 from neo.training.machine import machine_settings
 from neo.training.precision import (
     AVX2_CPU,
