@@ -71,8 +71,8 @@ def cmd_onnx(args: argparse.Namespace) -> int:
 
     import torch
 
+    from neo.checkpoints.load import eval_size_of, load_checkpoint_module
     from neo.export import DeployableDetector, check_parity, export_onnx
-    from neo.inference.loading import eval_size_of, load_checkpoint_module
 
     torch.set_num_threads(args.threads)
     path = _resolve(args.checkpoint)

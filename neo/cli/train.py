@@ -68,8 +68,8 @@ def execute(cfg: DictConfig) -> Outcome:
     from rich.console import Console
 
     from neo.cli.output import plain, start_line
+    from neo.config.check import ConfigError
     from neo.data.coco import DatasetError
-    from neo.training.config_check import ConfigError
     from neo.training.module import NonFiniteLossError
     from neo.training.report import print_best_class_results, print_summary
     from neo.training.run import train
@@ -161,8 +161,8 @@ def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> No
 
 
 def early_config_error(cfg: DictConfig) -> str | None:
-    """The configuration's problems as one message, or None; imports no torch (see neo.training.config_check)."""
-    from neo.training.config_check import ConfigError, check_config
+    """The configuration's problems as one message, or None; imports no torch (see neo.config.check)."""
+    from neo.config.check import ConfigError, check_config
 
     try:
         check_config(cfg, machine=False)
@@ -192,7 +192,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         return None
     quiet_console()  # after the check: it imports Lightning, which a refused configuration never needs
     if job.multirun:
-        from neo.training.launch_check import LaunchError, check_multirun_launch
+        from neo.sweeps.launch_check import LaunchError, check_multirun_launch
 
         try:
             check_multirun_launch(cfg)

@@ -195,7 +195,7 @@ def cmd_verify(args, settings: StorageSettings, registry: Registry) -> int:
 
 def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
     """Resolve SRC (path, URL, registry name), convert the official checkpoint, print the report."""
-    from neo.training.import_official import import_official
+    from neo.checkpoints.official import import_official
 
     path = Path(args.src).expanduser()
     if not path.is_file():

@@ -13,8 +13,8 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from neo.inference.loading import load_checkpoint_module
-from neo.training.checkpoints import resolve_identifier
+from neo.checkpoints.load import load_checkpoint_module
+from neo.checkpoints.resume import resolve_identifier
 
 
 def data_config(cfg: DictConfig, run_config: dict[str, Any], checkpoint: str | Path = "") -> dict[str, Any]:

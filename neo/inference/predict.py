@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from neo.inference.loading import (
+from neo.checkpoints.load import (
     VIDEO_SUFFIXES,
     eval_size_of,
     iter_sources,
     load_checkpoint_module,
     predict_images,
 )
-from neo.training.checkpoints import resolve_identifier
+from neo.checkpoints.resume import resolve_identifier
 
 
 def _device(name: str) -> torch.device:

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from neo.inference.loading import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from neo.checkpoints.load import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
 class ImagesPerSecondColumn(ProgressColumn):

@@ -15,15 +15,6 @@ from neo.storage.registry import Registry, RegistryEntry
 from neo.storage.resolver import resolve
 from neo.storage.settings import StorageSettings
 
-_LAZY = {"CheckpointSync", "find_auto_checkpoint", "locate_auto_checkpoint"}
-
 __all__ = ["B2FileSystem", "R2FileSystem", "Registry", "RegistryEntry", "ResolveError", "StorageSettings",
-           "register_protocols", "resolve", *sorted(_LAZY)]
+           "register_protocols", "resolve"]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from neo.storage import checkpoint_sync
-
-        return getattr(checkpoint_sync, name)
-    raise AttributeError(f"module 'neo.storage' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from neo.storage.protocols import CREDENTIAL_HINTS, missing_credentials
+from neo.storage.credentials import CREDENTIAL_HINTS, missing_credentials
 
 
 class CorruptDownloadError(OSError):

@@ -16,13 +16,15 @@ upload multipart objects in equal-size parts (R2 rejects unequal parts).
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from urllib.parse import urlsplit
 
 import fsspec
 from s3fs import S3FileSystem
+
+from neo.storage.credentials import env as _env
+from neo.storage.errors import NoNetworkError
 
 # botocore >= 1.36 adds x-amz-checksum-* headers by default; R2 and B2 reject them.
 CHECKSUM_WHEN_REQUIRED = {
@@ -31,15 +33,6 @@ CHECKSUM_WHEN_REQUIRED = {
 }
 # Bounded botocore retries: neo's resolver retries with its own backoff and reports the reason.
 BOTOCORE_RETRIES = {"retries": {"max_attempts": 3, "mode": "standard"}, "connect_timeout": 10}
-
-
-def _env(*names: str) -> str | None:
-    """First non-empty environment variable among ``names``."""
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
 
 
 class _ProviderFileSystem(S3FileSystem):
@@ -133,32 +126,6 @@ class B2FileSystem(_ProviderFileSystem):
         return match.group(1) if match else "us-east-1"
 
 
-# Which environment variables unlock each protocol: quoted in resolver error messages.
-CREDENTIAL_HINTS = {
-    "r2": "R2_ACCOUNT_ID (or R2_ENDPOINT_URL), R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY",
-    "b2": "B2_REGION (or B2_ENDPOINT_URL), B2_APPLICATION_KEY_ID, B2_APPLICATION_KEY",
-    "s3": "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL_S3 for non-AWS endpoints)",
-}
-
-
-def missing_credentials(protocol: str | None) -> list[str]:
-    """Names of the credential variables of ``protocol`` (r2/b2/s3) that are unset, fallbacks included."""
-    pairs = {"r2": (("R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"), ("R2_ENDPOINT_URL", "R2_ACCOUNT_ID")),
-             "b2": (("B2_APPLICATION_KEY_ID", "B2_APPLICATION_KEY"), ("B2_ENDPOINT_URL", "B2_REGION")),
-             "s3": (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ())}.get(protocol or "")
-    if pairs is None:
-        return []
-    (key, secret), endpoints = pairs
-    missing = []
-    if not _env(key, "AWS_ACCESS_KEY_ID"):
-        missing.append(key)
-    if not _env(secret, "AWS_SECRET_ACCESS_KEY"):
-        missing.append(secret)
-    if endpoints and not _env(*endpoints, "AWS_S3_ENDPOINT_URL"):
-        missing.append(" or ".join(endpoints))
-    return missing
-
-
 _RESOLVED_HOSTS: set[tuple[str, int]] = set()
 
 
@@ -171,7 +138,6 @@ def ensure_host_resolves(url: str, what: str) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if (parts.hostname, port) in _RESOLVED_HOSTS:
         return
-    from neo.storage.errors import NoNetworkError  # errors imports this module
 
     try:
         socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)

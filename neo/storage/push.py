@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
+from neo.storage.credentials import CREDENTIAL_HINTS
 from neo.storage.errors import (
     CorruptDownloadError,
     HashRecordError,
@@ -31,7 +32,6 @@ from neo.storage.errors import (
     access_hint,
     classify,
 )
-from neo.storage.protocols import CREDENTIAL_HINTS
 from neo.storage.settings import StorageSettings, join_key
 from neo.storage.transfer import cached_sha256, remote_matches, remote_sha256, upload, with_retries
 

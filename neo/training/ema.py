@@ -14,8 +14,8 @@ import math
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from neo.config.ema_settings import ema_problems
 from neo.config_problems import raise_problems
-from neo.training.ema_settings import ema_problems
 
 
 def ema_decay(updates: int, decay: float = 0.9999, ramp: float = 2000.0) -> float:

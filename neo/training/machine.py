@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from neo.config.trainer_settings import AUTO, GPU_ACCELERATORS
 from neo.training.precision import (
     CpuCapability,
     PrecisionChoice,
@@ -22,7 +23,6 @@ from neo.training.precision import (
     choose_precision,
     detect_cpu,
 )
-from neo.training.trainer_settings import AUTO, GPU_ACCELERATORS
 
 log = logging.getLogger(__name__)
 

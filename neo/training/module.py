@@ -228,7 +228,7 @@ class RTDETRModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model (one paragraph naming the mismatched keys), then restore
         validation history and RNG states (denoising noise), so a resumed run continues exactly."""
-        from neo.training.checkpoints import check_state_dict_fits
+        from neo.checkpoints.resume import check_state_dict_fits
 
         path = self._trainer.ckpt_path if self._trainer is not None else None
         check_state_dict_fits(self.state_dict(), checkpoint, path, (self.hparams.get("model") or {}).get("name"))

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from neo.config.optim_settings import OptimSettings, fused_adamw, fused_problem
 from neo.config_problems import raise_problems
-from neo.training.optim_settings import OptimSettings, fused_adamw, fused_problem
 
 # Module types whose parameters never get weight decay (their weights are scales/offsets or lookups).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (

@@ -29,8 +29,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from neo.config.trainer_settings import AUTO, canonical_precision
 from neo.config_problems import problem
-from neo.training.trainer_settings import AUTO, canonical_precision
 
 BF16_PRECISIONS = ("bf16-mixed", "bf16-true")
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")

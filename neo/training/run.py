@@ -21,25 +21,24 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
-from neo.training.checkpoints import resolve_ckpt_path, resolve_identifier
-from neo.training.config_check import check_config
-from neo.training.machine import MachineSettings, machine_settings
-from neo.training.module import NonFiniteLossError, RTDETRModule
-from neo.training.pretrained import (
+from neo.checkpoints.pretrained import (
+    PRETRAINED_KEYS,
     fit_normalisation,
     load_detector_weights,
     log_report,
     read_detector_weights,
 )
+from neo.checkpoints.resume import resolve_ckpt_path, resolve_identifier
+from neo.config.check import check_config
+from neo.training.callbacks import FitStartRecorder, InterruptCheckpoint, TrainSpeedMonitor
+from neo.training.machine import MachineSettings, machine_settings
+from neo.training.module import NonFiniteLossError, RTDETRModule
 from neo.training.report import TrainSummary, print_config_tree
 from neo.training.run_folder import check_fresh_start, run_identity
 from neo.training.speed_check import ThroughputCheck, speed_notes
 
 log = logging.getLogger(__name__)
 
-# Keys in cfg.model that hold a weights identifier to resolve through neo.storage before instantiation.
-PRETRAINED_KEYS = ("net.backbone_weights", "net.pretrained", "net.backbone.pretrained", "net.backbone.weights")
 
 
 def plain(cfg: Any) -> Any:
@@ -74,7 +73,9 @@ def _checkpoint_step(path: Path | None) -> int | None:
     """The optimizer step stored in a checkpoint file (None for no file)."""
     if path is None:
         return None
-    return int(torch.load(str(path), map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+    from neo.checkpoints.format import load_file
+
+    return int(load_file(path, key="ckpt_path", mmap=True).get("global_step", 0))
 
 
 def resolve_pretrained(model_cfg: dict, storage_cfg: Any) -> dict:
@@ -132,11 +133,11 @@ def resolve_machine_settings(cfg: DictConfig) -> MachineSettings:
 
 
 def checkpoint_plugins(cfg: DictConfig, lease: Any = None) -> list[Any]:
-    """``neo.storage.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
+    """``neo.checkpoints.sync.CheckpointSync`` (background push of checkpoints to the bucket) when a bucket is set."""
     if not syncs_to_bucket(cfg):
         return []
-    from neo.storage import CheckpointSync
-    from neo.training.checkpoints import storage_settings
+    from neo.checkpoints.resume import storage_settings
+    from neo.checkpoints.sync import CheckpointSync
 
     return [CheckpointSync(storage_settings(cfg.storage), run_identity(cfg), lease=lease)]
 
@@ -153,9 +154,9 @@ def acquire_lease(cfg: DictConfig, notes: list[str]) -> Any:
 
     if not syncs_to_bucket(cfg) or rank_zero_only.rank != 0:
         return None
+    from neo.checkpoints.resume import storage_settings
     from neo.storage.errors import classify
     from neo.storage.lease import LeaseHeld, RunLease
-    from neo.training.checkpoints import storage_settings
     from neo.training.run_folder import BucketNotChecked, RunFolderTaken
 
     settings = storage_settings(cfg.storage)
@@ -204,7 +205,7 @@ def _find(callbacks: list[Callback], kind: type) -> Any:
 def train(cfg: DictConfig) -> TrainSummary:
     """Check the config, build everything, fit, and return the run's figures.
 
-    Raises :class:`neo.training.config_check.ConfigError` on invalid values (before anything is built)
+    Raises :class:`neo.config.check.ConfigError` on invalid values (before anything is built)
     and :class:`NonFiniteLossError` when the loss stops being finite (after saving the last good state).
     """
     check_config(cfg)
@@ -312,7 +313,7 @@ def _nothing_trained(trainer: pl.Trainer, ckpt: Path) -> bool:
 def _fill_from_checkpoint(summary: TrainSummary, ckpt: Path, cfg: DictConfig) -> None:
     """A resumed run with nothing left to train: its figures are the checkpoint's (this process measured no
     speed, and the checkpoint paths it restored may name files of another machine)."""
-    from neo.training.checkpoint_format import read_neo
+    from neo.checkpoints.format import read_neo
 
     content = read_neo(ckpt, key=None, mmap=True, need_config=False).content
     summary.start_epoch = summary.start_epoch if summary.start_epoch is not None else int(content.get("epoch", 0))
@@ -355,7 +356,7 @@ def _locate_best_checkpoint(summary: TrainSummary, cfg: DictConfig) -> None:
         return
     storage = cfg.get("storage")
     if cfg.get("sync_checkpoints", True) and storage is not None and storage.get("bucket"):
-        from neo.training.checkpoints import storage_settings
+        from neo.checkpoints.resume import storage_settings
 
         settings = storage_settings(storage)
         summary.best_checkpoint = settings.url(f"{settings.run_checkpoint_dir(run_identity(cfg))}/{Path(best).name}")
@@ -377,8 +378,8 @@ def _recover_from_checkpoints(summary: TrainSummary, trainer: pl.Trainer, checkp
     metrics; epochs, steps and the validation history come from the newest checkpoint of the run (the
     last logged val metrics when there is none).
     """
-    from neo.training.checkpoint_format import read_neo
-    from neo.training.checkpoints import newest_local_checkpoint
+    from neo.checkpoints.format import read_neo
+    from neo.checkpoints.resume import newest_local_checkpoint
 
     logged = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     path = newest_local_checkpoint(checkpoint_dir)

@@ -25,7 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from neo.training.config_check import ConfigError
+from neo.config.check import ConfigError
 
 SUMMARY_JSON = "summary.json"
 log = logging.getLogger(__name__)

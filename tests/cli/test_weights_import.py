@@ -47,7 +47,7 @@ def test_import_registry_name_from_the_bucket_prefers_ema(tmp_path: Path) -> Non
     assert hparams["class_names"][:3] == ["person", "bicycle", "car"] and hparams["label_to_category_id"][-1] == 90
     assert ckpt["neo_import"]["state"] == "ema.module" and ckpt["neo_import"]["source"] == "rtdetr/rtdetr_r18vd_6x_coco"
 
-    from neo.inference.loading import load_checkpoint_module  # what neo-eval / neo-predict / neo-export use
+    from neo.checkpoints.load import load_checkpoint_module  # what neo-eval / neo-predict / neo-export use
 
     module = load_checkpoint_module(tmp_path / "r18.ckpt")
     assert module.loaded_weights == "ema"
@@ -93,7 +93,7 @@ def test_import_fails_on_an_unmapped_key(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_registry_lists_the_official_coco_checkpoints() -> None:
-    from neo.training.import_official import CONVERTIBLE_PRESETS
+    from neo.checkpoints.official import CONVERTIBLE_PRESETS
 
     registry = Registry.load()
     coco = {n: registry.get(n) for n in registry.names("rtdetr") if n.endswith(("_coco", "_objects365"))}

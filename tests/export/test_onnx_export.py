@@ -26,8 +26,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import lightning
     from omegaconf import OmegaConf
 
+    from neo.checkpoints.official import default_optim_config
     from neo.models.rtdetr import load_preset_config
-    from neo.training.import_official import default_optim_config
     from neo.training.module import RTDETRModule
 
     torch.manual_seed(0)
@@ -65,7 +65,7 @@ def test_neo_export_cli_matches_pytorch_with_ema_weights(tiny_checkpoint: Path, 
     assert meta["neo.weights"] == "ema" and json.loads(meta["neo.class_names"]) == ["circle", "rectangle", "triangle"]
 
     # the graph holds the EMA weights: it matches the EMA model and not the raw one
-    from neo.inference.loading import load_checkpoint_module
+    from neo.checkpoints.load import load_checkpoint_module
 
     images = sample_images(3, SIZE, seed=5)  # a batch size the check did not use: dynamic batch
     got, _ = run_onnx(out, images)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from neo.training.config_check import ConfigError, check_config
+from neo.config.check import ConfigError, check_config
 from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import flat, neo, output
 from tests.training.helpers import compose_train

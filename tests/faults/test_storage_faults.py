@@ -23,14 +23,15 @@ import requests
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from neo.checkpoints.resume import WeightsUnavailableError
+from neo.checkpoints.sync import CheckpointSync, locate_auto_checkpoint
 from neo.cli import weights
-from neo.storage import CheckpointSync, ResolveError, StorageSettings, locate_auto_checkpoint, resolve
+from neo.config.check import ConfigError, check_config
+from neo.storage import ResolveError, StorageSettings, resolve
 from neo.storage.errors import classify
 from neo.storage.protocols import clear_instance_caches
 from neo.storage.resolver import _short as short_reason
 from neo.storage.transfer import download, upload
-from neo.training.checkpoints import WeightsUnavailableError
-from neo.training.config_check import ConfigError, check_config
 from neo.training.run import train
 from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import DyingProxy, assert_nothing_lost, flat, neo, output, partial_files

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from neo.training.checkpoints import CheckpointError, resolve_ckpt_path
+from neo.checkpoints.resume import CheckpointError, resolve_ckpt_path
 from neo.training.run import train
 from tests.conftest import run_cli, train_overrides
 from tests.faults.conftest import assert_nothing_lost, flat, output

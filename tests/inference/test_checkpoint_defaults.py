@@ -13,9 +13,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from neo.checkpoints.official import import_official
 from neo.data.coco_categories import COCO_CLASS_NAMES
 from neo.models.rtdetr import build_preset
-from neo.training.import_official import import_official
 from neo.training.run import build_module
 from tests.conftest import train_overrides
 from tests.official_checkpoints import REFERENCE, official_from_net, save_official

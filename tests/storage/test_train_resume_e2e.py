@@ -1,7 +1,7 @@
 """neo-train end to end with an r2:// bucket: checkpoints pushed, local run deleted, ckpt_path=auto resumes from it.
 
-Skipped until the training layer wires ``neo.storage.CheckpointSync`` into the Trainer (it is tested with a
-tiny Lightning module in test_checkpoint_sync.py meanwhile).
+Skipped until the training layer wires ``neo.checkpoints.sync.CheckpointSync`` into the Trainer (it is tested with a
+tiny Lightning module in tests/checkpoints/test_sync.py meanwhile).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from neo.training.launch_check import LaunchError, check_multirun_launch, rerunning_strategy
+from neo.sweeps.launch_check import LaunchError, check_multirun_launch, rerunning_strategy
 from tests.sweeps.helpers import cli, output, read_json, run_cli, write_tiny_experiment
 
 DDP_POPEN = {"_target_": "lightning.pytorch.strategies.DDPStrategy", "start_method": "popen"}

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import conf
-from neo.training import config_check
-from neo.training.config_check import RULES, ConfigError, check_config, config_errors
+from neo.config import check as config_check
+from neo.config.check import RULES, ConfigError, check_config, config_errors
 
 CONF = Path(conf.__file__).parent
 GROUPS = ("data", "model", "optim", "trainer", "callbacks", "logger", "storage", "paths", "debug")
@@ -176,7 +176,7 @@ def test_early_check_imports_no_torch() -> None:
     code = (
         "import sys\n"
         "from tests.training.test_config_tree import _compose\n"
-        "from neo.training.config_check import config_errors\n"
+        "from neo.config.check import config_errors\n"
         "errors = config_errors(_compose('optim.lr=0', 'data.resolution=1920x1200'), machine=False)\n"
         "assert len(errors) == 2, errors\n"
         "heavy = sorted(m for m in ('torch', 'lightning', 'timm', 'cv2') if m in sys.modules)\n"

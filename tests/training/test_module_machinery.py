@@ -95,7 +95,7 @@ def test_checkpoints_reach_the_bucket_and_auto_resumes_from_it(synth_root, tmp_p
     ckpt_path=auto continues from the bucket copy."""
     import shutil
 
-    from neo.training.checkpoints import newest_local_checkpoint, resolve_ckpt_path
+    from neo.checkpoints.resume import newest_local_checkpoint, resolve_ckpt_path
 
     first = train(_cfg(synth_root, tmp_path, "trainer.max_epochs=1", "run_name=bucketed"))
     bucket_copy = tmp_path / "data/bucket/runs/bucketed/checkpoints/last.ckpt"

@@ -18,10 +18,10 @@ from lightning.pytorch.plugins.precision import HalfPrecision, MixedPrecision, P
 from lightning.pytorch.utilities import GradClipAlgorithmType
 from torch import nn
 
+from neo.config.check import config_errors
+from neo.config.optim_settings import fused_adamw
 from neo.config_problems import SettingsError
-from neo.training.config_check import config_errors
 from neo.training.optim import build_adamw
-from neo.training.optim_settings import fused_adamw
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true")
 CLIPS = (None, 0, 0.0, 0.1, 1.0)

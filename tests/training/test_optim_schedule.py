@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from neo.config.optim_settings import OptimSettings
 from neo.config_problems import SettingsError
 from neo.training.optim import ParamGroupSpec, build_adamw, build_param_groups
-from neo.training.optim_settings import OptimSettings
 from neo.training.schedule import LrSchedule, ScheduleSettings, build_scheduler, schedule_from_config
 
 

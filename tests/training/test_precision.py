@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neo.training.config_check import ConfigError, check_config
+from neo.config.check import ConfigError, check_config
 from neo.training.machine import machine_settings
 from neo.training.precision import (
     AVX2_CPU,
@@ -130,7 +130,7 @@ def test_channels_last_must_be_a_boolean_or_auto(synth_root: Path, tmp_path: Pat
 def test_a_run_records_the_resolved_precision_and_its_speed_check(synth_root: Path, tmp_path: Path) -> None:
     """trainer.precision=auto and channels_last=auto are resolved for this CPU, written into the run config (what the
     checkpoint keeps for neo-eval) and the summary, with the warm-up-free loop figures."""
-    from neo.training.checkpoint_format import read_neo
+    from neo.checkpoints.format import read_neo
     from neo.training.report import summary_record
     from neo.training.run import train
 

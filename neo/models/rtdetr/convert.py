@@ -232,7 +232,7 @@ def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
 
 def load_official(net: nn.Module, checkpoint: dict, prefer: str = "ema") -> ConversionReport:
     """extract_state_dict -> convert_state_dict -> load_converted on an official checkpoint dict (files are
-    read by ``neo.training.checkpoint_format``). Returns the report."""
+    read by ``neo.checkpoints.format``). Returns the report."""
     official, source = extract_state_dict(checkpoint, prefer)
     converted, report = convert_state_dict(official)
     report.source = source

@@ -1,6 +1,6 @@
 """Use a trained checkpoint: rebuild the module (EMA or raw weights) and predict on images or video.
 
-The file is read, checked and its weights chosen by :mod:`neo.training.checkpoint_format` (the one reader
+The file is read, checked and its weights chosen by :mod:`neo.checkpoints.format` (the one reader
 of neo checkpoints); this module turns it into a ready ``RTDETRModule`` and feeds it images.
 """
 
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from neo.training.checkpoint_format import check_state_dict_fits, read_neo
+from neo.checkpoints.format import check_state_dict_fits, read_neo
+from neo.checkpoints.pretrained import PRETRAINED_KEYS
 from neo.training.module import RTDETRModule
-from neo.training.run import PRETRAINED_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _drop_pretrained(model_cfg: dict) -> dict:
 
 def load_checkpoint_module(path: str | Path, weights: str = "ema", key: str = "checkpoint",
                            value: Any = None) -> RTDETRModule:
-    """RTDETRModule rebuilt from a neo checkpoint (read by :func:`neo.training.checkpoint_format.read_neo`)
+    """RTDETRModule rebuilt from a neo checkpoint (read by :func:`neo.checkpoints.format.read_neo`)
     in eval mode on the CPU.
 
     weights: "ema" (the validated weights; the raw ones when EMA was off) or "raw". ``key``/``value``: the

@@ -1,6 +1,6 @@
 """Turn ``ckpt_path`` (path | URL | bare filename | ``auto`` | ``last`` | ``best``) into a local file, and
 refuse a checkpoint that cannot be read or does not fit the model with a one-paragraph error (the reading
-and checking is :mod:`neo.training.checkpoint_format`'s, shared by every command).
+and checking is :mod:`neo.checkpoints.format`'s, shared by every command).
 
 ``auto`` looks for the newest readable ``*.ckpt`` in this run's checkpoint folder, then asks neo.storage
 for the newest one of this run name in the bucket; it always says what it found (Lightning's own
@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from neo.training.checkpoint_format import CheckpointError, check_state_dict_fits, read_neo
+from neo.checkpoints.format import CheckpointError, check_state_dict_fits, read_neo
 
 __all__ = ["CheckpointError", "WeightsUnavailableError", "check_state_dict_fits", "newest_local_checkpoint",
            "resolve_ckpt_path", "resolve_identifier", "storage_settings"]
@@ -119,7 +119,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str 
 
 def _auto_from_storage(run_name: str, storage_cfg: Any) -> Path | None:
     try:
-        from neo.storage import find_auto_checkpoint
+        from neo.checkpoints.sync import find_auto_checkpoint
     except ImportError:
         return None
     try:

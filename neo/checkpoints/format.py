@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from neo.config.check import ConfigError
 from neo.models.rtdetr.convert import (
     ConversionReport,
     OfficialArchitecture,
@@ -31,7 +32,6 @@ from neo.models.rtdetr.convert import (
     detect_architecture,
     extract_state_dict,
 )
-from neo.training.config_check import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
 - ``find_auto_checkpoint``: the newest ``*.ckpt`` of a run, locally or in the bucket, as a local file
   (``locate_auto_checkpoint`` gives its location without downloading).
 ``ckpt_path`` itself (path | URL | bare filename | ``auto`` | ``last`` | ``best``) is resolved by
-``neo.training.checkpoints.resolve_ckpt_path``, which calls ``find_auto_checkpoint`` for ``auto``.
+``neo.checkpoints.resume.resolve_ckpt_path``, which calls ``find_auto_checkpoint`` for ``auto``.
 """
 
 from __future__ import annotations

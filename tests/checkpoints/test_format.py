@@ -20,9 +20,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from neo.checkpoints.format import CheckpointError, load_file, read_neo
+from neo.checkpoints.official import default_optim_config
 from neo.models.rtdetr import load_preset_config
-from neo.training.checkpoint_format import CheckpointError, load_file, read_neo
-from neo.training.import_official import default_optim_config
 from neo.training.module import RTDETRModule
 from tests.conftest import train_overrides
 from tests.faults.conftest import flat, neo, output
@@ -225,6 +225,6 @@ def test_predict_subprocess_without_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [None, "", " "])
 def test_no_ckpt_path_starts_fresh(value, tmp_path: Path) -> None:
-    from neo.training.checkpoints import resolve_ckpt_path
+    from neo.checkpoints.resume import resolve_ckpt_path
 
     assert resolve_ckpt_path(value, "run", tmp_path / "checkpoints") is None

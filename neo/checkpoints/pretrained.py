@@ -5,7 +5,7 @@ Two kinds of file are accepted:
   * a neo training checkpoint (Lightning format, ``state_dict`` keys ``net.*``; its ``state_dict`` holds
     the EMA weights when EMA was on), e.g. one written by ``neo-weights import``;
   * an official lyuwenyu/RT-DETR ``.pth`` (v1 or v2 names; ``ema.module`` preferred over ``model``).
-Both are read by :mod:`neo.training.checkpoint_format`.
+Both are read by :mod:`neo.checkpoints.format`.
 A different class count re-initialises only the class-dependent tensors (see
 :data:`neo.models.rtdetr.convert.CLASS_DEPENDENT`); the report names them.
 """
@@ -19,15 +19,18 @@ from typing import Any
 
 import torch
 
+from neo.checkpoints.format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 from neo.models.rtdetr.convert import (
     ConversionReport,
     OfficialArchitecture,
     detect_architecture,
     load_converted,
 )
-from neo.training.checkpoint_format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 
 log = logging.getLogger(__name__)
+
+# Keys in cfg.model that hold a weights identifier to resolve through neo.storage before instantiation.
+PRETRAINED_KEYS = ("net.backbone_weights", "net.pretrained", "net.backbone.pretrained", "net.backbone.weights")
 
 
 @dataclass
@@ -54,7 +57,7 @@ class DetectorWeights:
 def read_detector_weights(path: str | Path, prefer: str = "ema", key: str = "pretrained",
                           value: Any = None) -> DetectorWeights:
     """Read a neo or official checkpoint file into :class:`DetectorWeights` (through
-    :mod:`neo.training.checkpoint_format`; a bad file raises its one-paragraph CheckpointError).
+    :mod:`neo.checkpoints.format`; a bad file raises its one-paragraph CheckpointError).
 
     prefer: "ema" (default) or "raw"/"model": for neo checkpoints the raw weights when the run had EMA,
         for official files ``model`` rather than ``ema.module``.

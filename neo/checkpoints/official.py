@@ -6,7 +6,7 @@ The written file is Lightning-format like every neo checkpoint (``state_dict`` w
 normalisation (pixel_mean/pixel_std null: images / 255 only) and the checkpoint's class count; its data
 config gives the 16:9 eval/predict size (640x360: the official 640 width) and, for 80 classes, COCO 2017,
 whose class names and category ids it carries. Reading and writing go through
-:mod:`neo.training.checkpoint_format`; both the v1 and the released v2 layouts import.
+:mod:`neo.checkpoints.format`; both the v1 and the released v2 layouts import.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from neo.models.rtdetr import PRESETS, load_preset_config
-from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
-from neo.training.checkpoint_format import (
+from neo.checkpoints.format import (
     CheckpointError,
     checkpoint_content,
     read_official,
     write_checkpoint,
 )
+from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from neo.models.rtdetr import PRESETS, load_preset_config
+from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
 from neo.training.module import RTDETRModule
 
 CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_r"))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from neo.inference.loading import eval_size_of, load_checkpoint_module
+from neo.checkpoints.format import CheckpointError, read_neo, read_official
+from neo.checkpoints.load import eval_size_of, load_checkpoint_module
+from neo.checkpoints.official import import_official
 from neo.models.rtdetr import build_preset
-from neo.training.checkpoint_format import CheckpointError, read_neo, read_official
-from neo.training.import_official import import_official
 from tests.official_checkpoints import (
     REFERENCE,
     REFERENCE_LISTS,

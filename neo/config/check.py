@@ -1,8 +1,8 @@
 """Check a composed run config before anything heavy starts: every problem at once, one line each.
 
 Each settings owner checks its own keys (:mod:`neo.data.settings`, :class:`OptimSettings` with
-:class:`ScheduleSettings`, :mod:`neo.training.trainer_settings`, :mod:`neo.training.run_settings`,
-:mod:`neo.training.ema_settings`, ``StorageSettings``); this module asks each of them and keeps only
+:class:`ScheduleSettings`, :mod:`neo.config.trainer_settings`, :mod:`neo.config.run_settings`,
+:mod:`neo.config.ema_settings`, ``StorageSettings``); this module asks each of them and keeps only
 the rules that span several keys (model vs data classes, schedule milestones and ``no_aug_epochs`` vs
 ``max_epochs``, precision vs accelerator, validation cadence vs run length, the storage group).
 Conflicts with an obvious resolution are resolved in the config and reported as warnings.
@@ -20,13 +20,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from neo.config.ema_settings import ema_problems
+from neo.config.optim_settings import OptimSettings, fused_problem
+from neo.config.run_settings import run_problems
+from neo.config.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
 from neo.config_problems import problem
 from neo.data.settings import data_problems, dataset_path_problems
-from neo.training.ema_settings import ema_problems
-from neo.training.optim_settings import OptimSettings, fused_problem
 from neo.training.precision import channels_last_problems
-from neo.training.run_settings import run_problems
-from neo.training.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # each warning once per process (the CLI checks early, train() checks again)
@@ -165,7 +165,7 @@ def _fused_optimizer_problem(cfg: DictConfig, cuda_available: bool | None) -> st
 
 
 def check_fused_fits_clipping(cfg: DictConfig) -> str | None:
-    """Fused AdamW cannot be clipped under Lightning's AMP plugin (see :func:`neo.training.optim_settings.fused_adamw`)."""
+    """Fused AdamW cannot be clipped under Lightning's AMP plugin (see :func:`neo.config.optim_settings.fused_adamw`)."""
     return _fused_optimizer_problem(cfg, None)
 
 

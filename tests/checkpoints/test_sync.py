@@ -13,12 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from neo.storage import (
-    CheckpointSync,
-    StorageSettings,
-    find_auto_checkpoint,
-    locate_auto_checkpoint,
-)
+from neo.checkpoints.sync import CheckpointSync, find_auto_checkpoint, locate_auto_checkpoint
+from neo.storage import StorageSettings
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET
 
 torch.set_num_threads(1)

@@ -62,8 +62,8 @@ def test_finetune_from_official_v2_reinitialises_exactly_the_class_tensors(tmp_p
 
 @needs_reference
 def test_finetune_from_an_imported_neo_checkpoint(tmp_path) -> None:
-    from neo.inference.loading import load_checkpoint_module
-    from neo.training.import_official import import_official
+    from neo.checkpoints.load import load_checkpoint_module
+    from neo.checkpoints.official import import_official
 
     official = official_state_dict("rtdetr_r18vd_v1", seed=6)
     torch.save({"ema": {"module": official, "updates": 7}}, tmp_path / "r18.pth")
