@@ -46,15 +46,25 @@ class ImportResult:
     class_names: list[str] = field(default_factory=list)
 
 
-def preset_model_config(preset: str, num_classes: int) -> dict[str, Any]:
-    """Plain model config of ``preset`` with ``num_classes``, the official normalisation (none, /255 only) and
-    the official position-embedding layout the checkpoint was trained with."""
+def preset_model_config(preset: str, num_classes: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plain model config of ``preset`` with ``num_classes``, the official normalisation (none, /255 only),
+    the official position-embedding layout the checkpoint was trained with, and ``overrides`` (dotted keys
+    below the model node, e.g. the detected ``net.decoder.num_points``)."""
     if preset not in CONVERTIBLE_PRESETS:
         raise ValueError(f"preset={preset!r} cannot hold official RT-DETR weights; use one of "
                          f"{', '.join(CONVERTIBLE_PRESETS)} (or leave it out to detect it from the keys)")
     cfg = load_preset_config(preset, num_classes, {"net.pixel_mean": None, "net.pixel_std": None,
-                                                   "net.encoder.position_embedding": "official"})
+                                                   "net.encoder.position_embedding": "official",
+                                                   **(overrides or {})})
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def variant_overrides(architecture: OfficialArchitecture) -> dict[str, Any]:
+    """Model-config overrides for what the tensors say beyond the preset: the sampling points per level
+    (sp1/sp2/sp3 files) when they differ from the official default of 4."""
+    if architecture.sampling_points_variant is None:
+        return {}
+    return {"net.decoder.num_points": list(architecture.num_points)}
 
 
 def default_optim_config() -> dict[str, Any]:
@@ -106,7 +116,7 @@ def import_official(
     architecture = official.architecture
     preset = preset or architecture.preset
     try:
-        model_cfg = preset_model_config(preset, architecture.num_classes)
+        model_cfg = preset_model_config(preset, architecture.num_classes, variant_overrides(architecture))
     except ValueError as exc:
         raise CheckpointError(f"import {origin or source}: {exc}") from None
     names, category_ids = class_labels(architecture.num_classes)

@@ -95,3 +95,33 @@ def test_imported_checkpoint_carries_coco_names_size_and_data(tmp_path: Path) ->
     assert data["eval_size"] == "640x360" and data["num_classes"] == 80
     assert data["_target_"] == "neo.data.datamodule.NeoDataModule" and data["root"] == "${paths.data_dir}/coco"
     assert checkpoint.imported["version"] == "v2" and checkpoint.imported["state"] == "model"
+
+
+@pytest.mark.parametrize("points", [[1, 1, 1], [2, 2, 2], [3, 3, 3], [2, 3, 4]])
+def test_sampling_point_variants_are_detected_and_import_strictly(points: list[int], tmp_path: Path) -> None:
+    """sp1/sp2/sp3 (and per-level counts): the points come from the tensor shapes and the v2 scale buffer,
+    the import is strict, the checkpoint records them and its model computes what the source computes."""
+    torch.manual_seed(0)
+    source = build_preset("rtdetr_r18", num_classes=80,
+                          overrides={**OFFICIAL_INPUT, "net.decoder.num_points": points})[0].eval()
+    pth = save_official(tmp_path / "sp.pth", model=official_from_net(source, "v2"))
+    result = import_official(pth, tmp_path / "sp.ckpt")
+    assert result.architecture.num_points == tuple(points) and not result.report.reinitialised
+    module = load_checkpoint_module(result.output)
+    assert module.hparams["model"]["net"]["decoder"]["num_points"] == points
+    images = torch.randint(0, 256, (1, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        expected, got = source(images), module.net(images)
+    assert torch.equal(got["pred_logits"], expected["pred_logits"])
+    assert torch.equal(got["pred_boxes"], expected["pred_boxes"])
+
+
+def test_sampling_points_that_do_not_fit_the_model_name_the_setting(tmp_path: Path) -> None:
+    """Loading an sp2 file into a 4-point model (e.g. neo-train pretrained=) names the override that fits."""
+    from neo.models.rtdetr.convert import load_official
+
+    with torch.device("meta"):
+        sp2 = build_preset("rtdetr_r18", 80, {"net.decoder.num_points": [2, 2, 2]})[0]
+    official = {k: torch.zeros(v.shape) for k, v in sp2.state_dict().items()}
+    with pytest.raises(ValueError, match=r"sp2\): use model=rtdetr_r18 model\.net\.decoder\.num_points=\[2,2,2\]"):
+        load_official(build_preset("rtdetr_r18", 80)[0], {"model": official})

@@ -123,6 +123,10 @@ def convert_state_dict(official: dict[str, torch.Tensor]) -> tuple[dict[str, tor
     return out, report
 
 
+OFFICIAL_HEADS = 8  # attention heads of every official decoder (nhead=8)
+DEFAULT_POINTS = (4, 4, 4)  # deformable sampling points per level of the official default (and v1)
+
+
 @dataclass(frozen=True)
 class OfficialArchitecture:
     """What an official (or neo) RT-DETR state dict is, read from its keys and shapes."""
@@ -131,6 +135,61 @@ class OfficialArchitecture:
     version: str  # "v1" or "v2" (v2 names input_proj.conv/.norm, enc_output.proj; stores anchors, point scales)
     num_classes: int  # rows of the class heads
     num_decoder_layers: int
+    num_points: tuple[int, ...] = DEFAULT_POINTS  # decoder sampling points per level (v2 sp1/sp2/sp3: 1/2/3)
+
+    @property
+    def sampling_points_variant(self) -> str | None:
+        """"sp1", "sp2", "sp3" for the released fewer-points variants (the same count on every level),
+        "points [a, b, c]" for other per-level counts, None for the default 4 per level."""
+        if self.num_points == DEFAULT_POINTS:
+            return None
+        if len(set(self.num_points)) == 1:
+            return f"sp{self.num_points[0]}"
+        return f"points {list(self.num_points)}"
+
+
+def points_from_scale(scale: torch.Tensor) -> list[int]:
+    """Points per level from a v2 ``num_points_scale`` buffer ([1/n_0] * n_0 + [1/n_1] * n_1 + ...).
+
+    scale: [sum(n_l)] -> [n_0, n_1, ...]; raises ValueError when the buffer is not of that form."""
+    values, points, i = scale.float().tolist(), [], 0
+    while i < len(values):
+        n = round(1.0 / values[i]) if values[i] > 0 else 0
+        if n < 1 or i + n > len(values) or any(abs(v * n - 1.0) > 1e-4 for v in values[i:i + n]):
+            raise ValueError(f"num_points_scale {values} is not 1/n repeated n times per level")
+        points.append(n)
+        i += n
+    return points
+
+
+def detect_num_points(state_dict: dict[str, torch.Tensor], num_levels: int) -> tuple[int, ...]:
+    """Decoder sampling points per level of a converted state dict, from the first layer's tensors.
+
+    ``attention_weights.weight`` is [heads * sum(points), dim] (``sampling_offsets`` twice that); the
+    official decoders have 8 heads. The per-level split comes from the v2 ``num_points_scale`` buffer when
+    the file has it (kept in ``derived``), else the total is spread evenly over the levels (v1: 4 each).
+    Raises ValueError when the shapes and the buffer disagree.
+    """
+    weights = state_dict.get("decoder.decoder.layers.0.cross_attn.attention_weights.weight")
+    offsets = state_dict.get("decoder.decoder.layers.0.cross_attn.sampling_offsets.weight")
+    if weights is None or offsets is None:
+        return DEFAULT_POINTS
+    rows = int(weights.shape[0])
+    if rows % OFFICIAL_HEADS or int(offsets.shape[0]) != 2 * rows:
+        raise ValueError(f"decoder cross-attention shapes {tuple(weights.shape)} (attention_weights) and "
+                         f"{tuple(offsets.shape)} (sampling_offsets) do not fit {OFFICIAL_HEADS} heads")
+    total = rows // OFFICIAL_HEADS
+    scale = state_dict.get("decoder.decoder.layers.0.cross_attn.num_points_scale")
+    if scale is not None:
+        points = points_from_scale(scale)
+        if sum(points) != total or len(points) != num_levels:
+            raise ValueError(f"num_points_scale gives points per level {points}, the tensors {total} points over "
+                             f"{num_levels} levels")
+        return tuple(points)
+    if total % num_levels:
+        raise ValueError(f"{total} sampling points per head do not spread evenly over {num_levels} levels and "
+                         "the file has no num_points_scale to split them")
+    return (total // num_levels,) * num_levels
 
 
 V2_MARKERS = re.compile(
@@ -149,7 +208,7 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitec
     """
     keys = [k.removeprefix("module.") for k in state_dict]
     version = "v2" if any(V2_MARKERS.match(k) for k in keys) else "v1"
-    sd, _ = convert_state_dict(state_dict)
+    sd, dropped = convert_state_dict(state_dict)
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"backbone\.res_layers\.2\.blocks\.(\d+)\.", k))}
     bottleneck = any(k.startswith("backbone.res_layers.0.blocks.0.branch2c.") for k in sd)
     depth = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101}.get((len(blocks), bottleneck))
@@ -167,7 +226,9 @@ def detect_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitec
     preset = f"rtdetr_r{depth}"
     if depth == 50 and "encoder.fpn_blocks.0.conv3.conv.weight" in sd:  # expansion 0.5
         preset = "rtdetr_r50m"
-    return OfficialArchitecture(preset, version, int(head.shape[0]), len(layers))
+    levels = len({m.group(1) for k in sd if (m := re.match(r"decoder\.input_proj\.(\d+)\.", k))}) or 3
+    points = detect_num_points({**sd, **dropped.derived}, levels)  # derived: the v2 points-per-level buffers
+    return OfficialArchitecture(preset, version, int(head.shape[0]), len(layers), points)
 
 
 def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:
@@ -204,8 +265,9 @@ def load_converted(
     for key, value in report.derived.items():  # v2 points per level must match the preset's
         ours = net.get_buffer(key)
         if ours.shape != value.shape or not torch.allclose(ours.float().cpu(), value.float()):
+            points = points_from_scale(value) if value.numel() else []
             raise ValueError(f"{key}: checkpoint points-per-level scale {value.tolist()} differs from the model's "
-                             f"{ours.tolist()}; set model.net.decoder.num_points to match")
+                             f"{ours.tolist()}; set model.net.decoder.num_points={points} to match")
     missing_after = net.load_state_dict(load, strict=False).missing_keys
     if sorted(missing_after) != sorted(report.reinitialised):
         raise ValueError(f"keys left unloaded: {sorted(set(missing_after) - set(report.reinitialised))}")
@@ -226,8 +288,10 @@ def _preset_hint(state_dict: dict[str, torch.Tensor]) -> str:
         arch = detect_architecture(state_dict)
     except ValueError:
         return "pick the model preset the checkpoint was trained with"
+    points = "" if arch.sampling_points_variant is None else \
+        f" model.net.decoder.num_points=[{','.join(map(str, arch.num_points))}]"
     return (f"the checkpoint is {arch.preset} ({arch.num_classes} classes, {arch.num_decoder_layers} decoder "
-            f"layers): use model={arch.preset}")
+            f"layers{'' if not points else ', ' + arch.sampling_points_variant}): use model={arch.preset}{points}")
 
 
 def load_official(net: nn.Module, checkpoint: dict, prefer: str = "ema") -> ConversionReport:
