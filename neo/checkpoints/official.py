@@ -11,6 +11,7 @@ whose class names and category ids it carries. Reading and writing go through
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,10 @@ from neo.training.module import RTDETRModule
 CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_r"))
 # Official models train and validate at 640x640; the 16:9 canvas of the same width keeps their scale.
 DEFAULT_EVAL_SIZE = "640x360"
+# Variants a user states (the tensors cannot show them) -> the decoder's cross-attention sampling.
+STATED_VARIANTS = {"default": "bilinear", "dsp": "discrete"}
+# "dsp" as a word of a file or registry name (rtdetrv2_r18vd_dsp_3x_coco.pth, ..._dsp1_...)
+DSP_NAME = re.compile(r"(^|[^a-z0-9])dsp\d*([^a-z0-9]|$)", re.IGNORECASE)
 
 
 @dataclass
@@ -44,6 +49,9 @@ class ImportResult:
     report: ConversionReport
     num_parameters: int
     class_names: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)  # e.g. ["sp2", "dsp", "position: official"]
+    sampling: str = "bilinear"  # the decoder's cross-attention sampling ("discrete" for dsp)
+    sampling_stated: bool = False  # True when the user (or the registry entry) named the variant
 
 
 def preset_model_config(preset: str, num_classes: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,12 +67,34 @@ def preset_model_config(preset: str, num_classes: int, overrides: dict[str, Any]
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def variant_overrides(architecture: OfficialArchitecture) -> dict[str, Any]:
-    """Model-config overrides for what the tensors say beyond the preset: the sampling points per level
-    (sp1/sp2/sp3 files) when they differ from the official default of 4."""
-    if architecture.sampling_points_variant is None:
-        return {}
-    return {"net.decoder.num_points": list(architecture.num_points)}
+def variant_overrides(architecture: OfficialArchitecture, sampling: str = "bilinear") -> dict[str, Any]:
+    """Model-config overrides for what the file is beyond the preset: the sampling points per level (sp1/sp2/sp3,
+    from the tensors) when they differ from the official 4, and discrete sampling (dsp, stated by the user)."""
+    overrides: dict[str, Any] = {}
+    if architecture.sampling_points_variant is not None:
+        overrides["net.decoder.num_points"] = list(architecture.num_points)
+    if sampling != "bilinear":
+        overrides["net.decoder.sampling"] = sampling
+    return overrides
+
+
+def decide_sampling(variant: str | None, *names: str | None) -> tuple[str, bool]:
+    """(sampling, stated) for ``variant`` ("default", "dsp" or None = not stated).
+
+    dsp files hold the same names and shapes as bilinear ones, so nothing in the tensors tells them apart. Not
+    stated, a file or registry name containing "dsp" is refused (CheckpointError) rather than imported as
+    bilinear; any other file is taken as bilinear (the report says so)."""
+    if variant is not None:
+        if variant not in STATED_VARIANTS:
+            raise CheckpointError(f"variant={variant!r} is unknown; use one of {', '.join(STATED_VARIANTS)}")
+        return STATED_VARIANTS[variant], True
+    named = next((n for n in names if n and DSP_NAME.search(Path(n).name)), None)
+    if named is not None:
+        raise CheckpointError(
+            f"import {named}: the name says dsp (discrete sampling), which the file's tensors cannot show (a dsp "
+            "checkpoint has the names and shapes of a bilinear one). Fix: state it: neo-weights import ... "
+            "--variant dsp (or --variant default if the file samples bilinearly).")
+    return "bilinear", False
 
 
 def default_optim_config() -> dict[str, Any]:
@@ -101,6 +131,7 @@ def import_official(
     trust_pickle: bool = False,
     origin: str | None = None,
     eval_size: str = DEFAULT_EVAL_SIZE,
+    variant: str | None = None,
 ) -> ImportResult:
     """Convert an official checkpoint file (v1 or v2 layout) into a neo checkpoint at ``output``.
 
@@ -108,20 +139,24 @@ def import_official(
     prefer: "ema" (``ema.module`` when present, else ``model``) or "model".
     origin: how the user named the source (registry name, URL), recorded in the checkpoint.
     eval_size: the 16:9 size neo-eval / neo-predict / neo-export use by default (``data.eval_size``).
+    variant: what the tensors cannot show: "dsp" (discrete sampling), "default" (bilinear) or None (not
+        stated: bilinear, and a source named ``*dsp*`` is refused). sp1/sp2/sp3 are read from the tensors.
     Raises CheckpointError (naming the file) on an unreadable file and on any key that does not map
     (unexpected, missing or mis-shaped); nothing is written then.
     """
     source, output = Path(source), Path(output)
+    sampling, stated = decide_sampling(variant, origin, source.name)
     official = read_official(source, prefer, key="import", value=origin, trust_pickle=trust_pickle)
     architecture = official.architecture
     preset = preset or architecture.preset
     try:
-        model_cfg = preset_model_config(preset, architecture.num_classes, variant_overrides(architecture))
+        model_cfg = preset_model_config(preset, architecture.num_classes, variant_overrides(architecture, sampling))
     except ValueError as exc:
         raise CheckpointError(f"import {origin or source}: {exc}") from None
     names, category_ids = class_labels(architecture.num_classes)
+    variants = detected_variants(architecture, sampling)
     imported = {"source": origin or str(source), "file": source.name, "state": official.picked,
-                "version": architecture.version, "preset": preset}
+                "version": architecture.version, "preset": preset, "variants": variants}
     data_cfg = default_data_config(architecture.num_classes, eval_size)
     module = RTDETRModule(model=model_cfg, optim=default_optim_config(), class_names=names,
                           label_to_category_id=category_ids,
@@ -136,5 +171,14 @@ def import_official(
         raise CheckpointError(f"import left class tensors unloaded: {report.reinitialised}")
     imported.update(renamed=dict(report.renamed), dropped=dict(report.dropped))
     write_checkpoint(output, checkpoint_content(module, neo_import=imported))
-    return ImportResult(output, preset, architecture, report,
-                        sum(p.numel() for p in module.net.parameters()), names)
+    return ImportResult(output, preset, architecture, report, sum(p.numel() for p in module.net.parameters()),
+                        names, variants, sampling, stated)
+
+
+def detected_variants(architecture: OfficialArchitecture, sampling: str) -> list[str]:
+    """Names of what the imported model is beyond its preset, for the report and the checkpoint record."""
+    variants = [architecture.sampling_points_variant] if architecture.sampling_points_variant else []
+    if sampling == "discrete":
+        variants.append("dsp")
+    variants.append("position: official")  # every official model builds the x-major embedding
+    return variants

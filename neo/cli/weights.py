@@ -6,6 +6,7 @@
     neo-weights push runs/x/checkpoints/last.ckpt [--as checkpoints/x-last.ckpt] [--force]
     neo-weights verify [--verbose]
     neo-weights import rtdetr/rtdetr_r50vd_6x_coco [--out rtdetr_r50.ckpt] [--preset auto] [--state ema|model]
+                       [--variant auto|default|dsp]
 Bucket and cache: --bucket/--prefix/--cache-dir, else $NEO_BUCKET / $NEO_CACHE_DIR, else ./data/bucket and
 ./data/cache (the defaults of conf/storage/local.yaml). The bucket is a URL (r2://name) or a folder; a bare
 name needs --storage r2|b2|s3. Credentials come from the environment only. Errors: one paragraph, exit 1.
@@ -207,9 +208,12 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
                 progress.console.print(f"[red]{escape(str(exc))}[/]")
                 return 1
     out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
+    entry = registry.entries.get(args.src)  # a registry entry states what the tensors cannot show (dsp)
+    variant = args.variant if args.variant != "auto" else (entry.extra.get("variant", "default") if entry else None)
     try:
         result = import_official(path, out, preset=None if args.preset == "auto" else args.preset,
-                                 prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src)
+                                 prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src,
+                                 variant=variant)
     except ValueError as exc:
         print(f"neo-weights import: {exc}", file=sys.stderr)
         return 1
@@ -237,6 +241,10 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"architecture: RT-DETR {arch.version}, preset {result.preset}, {arch.num_classes} classes, "
         f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
         f"layout: {arch.version} ({LAYOUTS.get(arch.version, arch.version)})",
+        f"variants: {', '.join(result.variants)}",
+        "sampling: " + ("discrete (dsp, as stated)" if result.sampling == "discrete" else
+                        "bilinear" + (" (as stated)" if result.sampling_stated else
+                                      " (a dsp file has the same tensors: import one with --variant dsp)")),
         f"mapped: {len(report.mapped)} tensors, strict (no missing or unexpected keys): {per_module}",
     ]
     lines += [f"  {key}" for key in report.mapped] if verbose else []
@@ -295,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "rtdetr_r50m | rtdetr_r50 | rtdetr_r101")
     p.add_argument("--state", default="ema", choices=("ema", "model"),
                    help="which weights: ema (ema.module when present, the official choice) or model")
+    p.add_argument("--variant", default="auto", choices=("auto", "default", "dsp"),
+                   help="what the tensors cannot show: dsp (discrete sampling) or default (bilinear); auto takes the "
+                        "registry entry's, else bilinear, and refuses a file named *dsp* (sp1/sp2/sp3 are detected)")
     p.add_argument("--verbose", action="store_true", help="also list every mapped key")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a full unpickle when a weights-only load refuses the file (trusted files only)")

@@ -125,3 +125,28 @@ def test_sampling_points_that_do_not_fit_the_model_name_the_setting(tmp_path: Pa
     official = {k: torch.zeros(v.shape) for k, v in sp2.state_dict().items()}
     with pytest.raises(ValueError, match=r"sp2\): use model=rtdetr_r18 model\.net\.decoder\.num_points=\[2,2,2\]"):
         load_official(build_preset("rtdetr_r18", 80)[0], {"model": official})
+
+
+def test_dsp_imports_only_when_stated_and_then_computes_what_its_source_computes(tmp_path: Path) -> None:
+    """A dsp file has the tensors of a bilinear one: named *dsp* it is refused until the variant is stated;
+    stated, the model samples discretely and equals the source (bilinear sampling would not)."""
+    torch.manual_seed(0)
+    source = build_preset("rtdetr_r18", num_classes=80,
+                          overrides={**OFFICIAL_INPUT, "net.decoder.sampling": "discrete"})[0].eval()
+    pth = save_official(tmp_path / "rtdetrv2_r18vd_dsp_3x_coco.pth", model=official_from_net(source, "v2"))
+    with pytest.raises(CheckpointError, match=r"the name says dsp .*cannot show.*--variant dsp"):
+        import_official(pth, tmp_path / "dsp.ckpt")
+    assert not (tmp_path / "dsp.ckpt").exists()
+
+    result = import_official(pth, tmp_path / "dsp.ckpt", variant="dsp")
+    assert result.sampling == "discrete" and result.sampling_stated and "dsp" in result.variants
+    module = load_checkpoint_module(result.output)
+    assert module.hparams["model"]["net"]["decoder"]["sampling"] == "discrete"
+    images = torch.randint(0, 256, (1, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        expected, got = source(images), module.net(images)
+        assert torch.equal(got["pred_logits"], expected["pred_logits"])
+        assert torch.equal(got["pred_boxes"], expected["pred_boxes"])
+        for layer in module.net.decoder.decoder.layers:
+            layer.cross_attn.sampling = "bilinear"
+        assert not torch.allclose(module.net(images)["pred_logits"], expected["pred_logits"], atol=1e-3)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neo.storage.registry import Registry
-from tests.official_checkpoints import REFERENCE, official_state_dict
+from tests.official_checkpoints import REFERENCE, official_from_net, official_state_dict
 from tests.support.commands import run_cli, run_command
 
 R18_FILE = "rtdetr_r18vd_dec3_6x_coco_from_paddle.pth"
@@ -76,6 +76,28 @@ def test_import_v2_file_url_drops_and_reports_size_bound_buffers(tmp_path: Path)
     assert torch.equal(state["net.decoder.enc_output.0.weight"], v2["decoder.enc_output.proj.weight"])
     assert torch.equal(state["net.decoder.enc_output.1.bias"], v2["decoder.enc_output.norm.bias"])
     assert not any("anchors" in k or "valid_mask" in k for k in state)
+
+
+def test_import_names_the_variants_and_needs_dsp_stated(tmp_path: Path) -> None:
+    """An sp2 file named *dsp*: refused until --variant dsp; then the report's variants line names sp2 (from the
+    tensors) and dsp (stated), and the sampling line says where the dsp came from."""
+    from neo.models.rtdetr import build_preset
+
+    torch.manual_seed(0)
+    net = build_preset("rtdetr_r18", 80, {"net.decoder.num_points": [2, 2, 2]})[0]
+    src = tmp_path / "rtdetrv2_r18vd_dsp_3x_coco.pth"
+    torch.save({"model": official_from_net(net, "v2")}, src)
+    refused = _import(str(src), "--out", "dsp.ckpt", cwd=tmp_path, in_process=True)
+    assert refused.returncode == 1 and "--variant dsp" in refused.stderr and not (tmp_path / "dsp.ckpt").exists()
+    result = _import(str(src), "--out", "dsp.ckpt", "--variant", "dsp", cwd=tmp_path, in_process=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "\nvariants: sp2, dsp, position: official\n" in result.stdout
+    assert "\nsampling: discrete (dsp, as stated)\n" in result.stdout
+    plain = tmp_path / "rtdetrv2_r18vd_sp2_120e_coco.pth"
+    src.rename(plain)
+    result = _import(str(plain), "--out", "sp2.ckpt", cwd=tmp_path, in_process=True)
+    assert result.returncode == 0 and "\nvariants: sp2, position: official\n" in result.stdout
+    assert "sampling: bilinear (a dsp file has the same tensors: import one with --variant dsp)" in result.stdout
 
 
 def test_import_fails_on_an_unmapped_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -28,12 +28,13 @@ class TransformerDecoderLayer(nn.Module):
         act: str = "relu",
         num_levels: int = 3,
         num_points: int | list[int] = 4,
+        sampling: str = "bilinear",
     ) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points)
+        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points, sampling=sampling)
         self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.linear1 = nn.Linear(dim, ffn_dim)
@@ -77,6 +78,7 @@ class RTDETRDecoder(nn.Module):
         feat_channels: channels of the encoder levels (set by RTDETR from the encoder).
         hidden_dim, num_queries, num_layers, num_heads, ffn_dim, dropout, act: decoder settings.
         num_points: deformable points per level (int, or a list per level as in v2).
+        sampling: cross-attention sampling, "bilinear" or "discrete" (v2 dsp; see MSDeformableAttention).
         num_denoising, label_noise_ratio, box_noise_scale: contrastive denoising (0 queries disables).
         eval_idx: last layer run at eval (negative counts from the end).
         anchor_eps, anchor_size: anchors valid where all coords are in (eps, 1 - eps); wh = size * 2^level.
@@ -107,6 +109,7 @@ class RTDETRDecoder(nn.Module):
         eval_idx: int = -1,
         anchor_eps: float = 1e-2,
         anchor_size: float = 0.05,
+        sampling: str = "bilinear",
     ) -> None:
         super().__init__()
         self.num_classes, self.hidden_dim, self.num_queries = num_classes, hidden_dim, num_queries
@@ -129,7 +132,7 @@ class RTDETRDecoder(nn.Module):
             for c in feat_channels
         )
         layer = TransformerDecoderLayer(
-            hidden_dim, num_heads, ffn_dim, dropout, act, self.num_levels, num_points
+            hidden_dim, num_heads, ffn_dim, dropout, act, self.num_levels, num_points, sampling
         )
         self.decoder = TransformerDecoder(layer, num_layers)
         self.denoising_class_embed = nn.Embedding(num_classes + 1, hidden_dim, padding_idx=num_classes)

@@ -1,4 +1,5 @@
-"""Multi-scale deformable attention on `grid_sample` (bilinear, zero padding, align_corners=False)."""
+"""Multi-scale deformable attention: bilinear sampling on `grid_sample` (zero padding, align_corners=False),
+or discrete sampling (the official v2 `dsp` models: each location rounded to one pixel and gathered)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+SAMPLING = ("bilinear", "discrete")
+
+
+def discrete_sample(value: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+    """Gather one pixel per location: column trunc(x * W + 0.5), row trunc(y * H + 0.5), clamped into the map.
+
+    This is the official v2 ``discrete`` rule (rounding half up for locations inside the map; truncation
+    toward zero, so -1/W < x < 0 also gives column 0). The official code clamps both coordinates to H - 1,
+    which only equals this per-axis clamp on square maps (it mis-clamps columns when W != H).
+
+    value: [N, D, H, W]; locations: [N, Q, P, 2] in [0, 1] (x, y) -> [N, D, Q, P] (no gradient to locations)
+    """
+    n, d, h, w = value.shape
+    q, p = locations.shape[1:3]
+    size = torch.tensor([w, h], device=locations.device)
+    cells = (locations * size + 0.5).to(torch.int64)  # [N, Q, P, 2]
+    col = cells[..., 0].clamp(0, w - 1)
+    row = cells[..., 1].clamp(0, h - 1)
+    index = (row * w + col).reshape(n, 1, q * p).expand(n, d, q * p)
+    return value.reshape(n, d, h * w).gather(2, index).reshape(n, d, q, p)
+
 
 def deformable_attention_core(
     value: torch.Tensor,
@@ -15,8 +37,9 @@ def deformable_attention_core(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
     num_points: list[int],
+    sampling: str = "bilinear",
 ) -> torch.Tensor:
-    """Sample every level bilinearly and sum with the attention weights.
+    """Sample every level (bilinearly, or one pixel per point for ``discrete``) and sum with the attention weights.
 
     Args:
         value: [B, sum(H_l * W_l), heads, head_dim]
@@ -24,18 +47,23 @@ def deformable_attention_core(
         sampling_locations: [B, Q, heads, sum(num_points), 2] in [0, 1] (x, y)
         attention_weights: [B, Q, heads, sum(num_points)] (softmaxed over all points of all levels)
         num_points: points per level
+        sampling: "bilinear" (grid_sample) or "discrete" (see :func:`discrete_sample`)
 
     Returns: [B, Q, heads * head_dim]
     """
     b, _, heads, head_dim = value.shape
     q = sampling_locations.shape[1]
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
-    grids = (2 * sampling_locations - 1).split(num_points, dim=3)
+    discrete = sampling == "discrete"
+    grids = (sampling_locations if discrete else 2 * sampling_locations - 1).split(num_points, dim=3)
     sampled = []
     for (h, w), v, grid in zip(spatial_shapes, values, grids, strict=True):
         v = v.permute(0, 2, 3, 1).reshape(b * heads, head_dim, h, w)  # [B*heads, D, H, W]
         grid = grid.transpose(1, 2).flatten(0, 1)  # [B*heads, Q, P_l, 2]
-        sampled.append(F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+        if discrete:
+            sampled.append(discrete_sample(v, grid))
+        else:
+            sampled.append(F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
     sampled = torch.cat(sampled, dim=-1)  # [B*heads, D, Q, P]
     weights = attention_weights.transpose(1, 2).reshape(b * heads, 1, q, -1)
     out = (sampled * weights).sum(-1)  # [B*heads, D, Q]
@@ -49,6 +77,8 @@ class MSDeformableAttention(nn.Module):
         dim: embedding size; num_heads: heads (dim // num_heads per head);
         num_levels: memory levels; num_points: points per level (an int, or a list per level = v2).
         offset_scale: sampling location = ref_xy + offset / n_points_l * ref_wh * offset_scale.
+        sampling: "bilinear" (default) or "discrete" (official v2 ``cross_attn_method: discrete``, the dsp
+            models): one pixel per point; the offset projection gets no gradient then and is frozen, as upstream.
 
     forward(query [B, Q, C], reference_points [B, Q, 1 or L, 4] (cxcywh in [0, 1]),
             value [B, S, C], spatial_shapes [(H_l, W_l)], value_mask [B, S] or None) -> [B, Q, C]
@@ -61,8 +91,11 @@ class MSDeformableAttention(nn.Module):
         num_levels: int = 3,
         num_points: int | list[int] = 4,
         offset_scale: float = 0.5,
+        sampling: str = "bilinear",
     ) -> None:
         super().__init__()
+        if sampling not in SAMPLING:
+            raise ValueError(f"sampling={sampling!r} is unknown; use one of {', '.join(SAMPLING)}")
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
         self.num_points = [num_points] * num_levels if isinstance(num_points, int) else list(num_points)
@@ -78,6 +111,9 @@ class MSDeformableAttention(nn.Module):
         scale = torch.cat([torch.full((n,), 1.0 / n) for n in self.num_points])
         self.register_buffer("num_points_scale", scale, persistent=False)
         self.reset_parameters()
+        self.sampling = sampling
+        if sampling == "discrete":  # rounding cuts the gradient to the offsets: train without them
+            self.sampling_offsets.requires_grad_(False)
 
     def reset_parameters(self) -> None:
         nn.init.zeros_(self.sampling_offsets.weight)
@@ -117,5 +153,5 @@ class MSDeformableAttention(nn.Module):
         ref = reference_points[:, :, :1]  # one reference box per query (shared by all levels)
         scale = self.num_points_scale.to(offsets.dtype)[None, None, None, :, None]
         locations = ref[:, :, None, :, :2] + offsets * scale * ref[:, :, None, :, 2:] * self.offset_scale
-        out = deformable_attention_core(value, spatial_shapes, locations, weights, self.num_points)
+        out = deformable_attention_core(value, spatial_shapes, locations, weights, self.num_points, self.sampling)
         return self.output_proj(out)
