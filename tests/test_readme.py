@@ -25,7 +25,7 @@ HYDRA_COMMANDS = {"neo-train": "train", "neo-eval": "eval", "neo-predict": "pred
 ARGPARSE_COMMANDS = {"neo-data": "neo.cli.data", "neo-weights": "neo.cli.weights", "neo-export": "neo.cli.export"}
 BENCH_MODULES = {"data": "neo.bench.data", "model": "neo.bench.model", "train": "neo.bench.train",
                  "storage": "neo.bench.storage", "scale": "neo.bench.scale",
-                 "config": "neo.bench.config", "guard": "neo.bench.guard"}
+                 "config": "neo.bench.config", "guard": "neo.bench.guard", "frozen-norm": "neo.bench.frozen_norm"}
 
 
 def readme_commands() -> list[list[str]]:

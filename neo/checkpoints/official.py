@@ -132,6 +132,7 @@ def import_official(
     origin: str | None = None,
     eval_size: str = DEFAULT_EVAL_SIZE,
     variant: str | None = None,
+    fold_frozen_norm: bool = True,
 ) -> ImportResult:
     """Convert an official checkpoint file (v1 or v2 layout) into a neo checkpoint at ``output``.
 
@@ -141,6 +142,8 @@ def import_official(
     eval_size: the 16:9 size neo-eval / neo-predict / neo-export use by default (``data.eval_size``).
     variant: what the tensors cannot show: "dsp" (discrete sampling), "default" (bilinear) or None (not
         stated: bilinear, and a source named ``*dsp*`` is refused). sp1/sp2/sp3 are read from the tensors.
+    fold_frozen_norm: False keeps a PResNet backbone's frozen norms unfolded (conv -> norm as upstream: exact
+        outputs, slower; ``model.net.backbone.fold_frozen_norm`` in the written config).
     Raises CheckpointError (naming the file) on an unreadable file and on any key that does not map
     (unexpected, missing or mis-shaped); nothing is written then.
     """
@@ -149,12 +152,15 @@ def import_official(
     official = read_official(source, prefer, key="import", value=origin, trust_pickle=trust_pickle)
     architecture = official.architecture
     preset = preset or architecture.preset
+    overrides = variant_overrides(architecture, sampling)
+    if not fold_frozen_norm:
+        overrides["net.backbone.fold_frozen_norm"] = False
     try:
-        model_cfg = preset_model_config(preset, architecture.num_classes, variant_overrides(architecture, sampling))
+        model_cfg = preset_model_config(preset, architecture.num_classes, overrides)
     except ValueError as exc:
         raise CheckpointError(f"import {origin or source}: {exc}") from None
     names, category_ids = class_labels(architecture.num_classes)
-    variants = detected_variants(architecture, sampling)
+    variants = detected_variants(architecture, sampling, model_cfg["net"]["backbone"])
     imported = {"source": origin or str(source), "file": source.name, "state": official.picked,
                 "version": architecture.version, "preset": preset, "variants": variants}
     data_cfg = default_data_config(architecture.num_classes, eval_size)
@@ -175,10 +181,14 @@ def import_official(
                         names, variants, sampling, stated)
 
 
-def detected_variants(architecture: OfficialArchitecture, sampling: str) -> list[str]:
-    """Names of what the imported model is beyond its preset, for the report and the checkpoint record."""
+def detected_variants(architecture: OfficialArchitecture, sampling: str, backbone: dict[str, Any]) -> list[str]:
+    """Names of what the imported model is beyond its preset, for the report and the checkpoint record.
+
+    backbone: the written ``model.net.backbone`` config (frozen norms, folded or not)."""
     variants = [architecture.sampling_points_variant] if architecture.sampling_points_variant else []
     if sampling == "discrete":
         variants.append("dsp")
     variants.append("position: official")  # every official model builds the x-major embedding
+    if backbone.get("freeze_norm"):
+        variants.append(f"frozen-norm: {'folded' if backbone.get('fold_frozen_norm', True) else 'unfolded'}")
     return variants

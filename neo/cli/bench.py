@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "config": "neo.bench.config",
     "scale": "neo.bench.scale",
     "guard": "neo.bench.guard",
+    "frozen-norm": "neo.bench.frozen_norm",
 }
 # Left out of `all`: scale generates ~0.5 GB of COCO-sized files and needs a few GB of RAM and minutes; guard is a
 # pass/fail check of the demo's speed (make speed-guard, CI), 2-3.5 minutes.
@@ -27,7 +28,7 @@ examples (from the README):
   neo-bench data
   neo-bench storage
 
-usage: neo-bench {data,model,train,storage,config,scale,guard,all} [options]
+usage: neo-bench {data,model,train,storage,config,scale,guard,frozen-norm,all} [options]
 
   data     training-pipeline images/s per worker vs a PIL + torchvision baseline
   model    params, GFLOPs, forward / forward+backward time and peak memory of a preset
@@ -36,6 +37,7 @@ usage: neo-bench {data,model,train,storage,config,scale,guard,all} [options]
   config   seconds from `neo-train <bad override>` to the error, per kind of mistake
   scale    COCO-sized data: cold/warm dataset start, loader memory with workers, validation vs faster-coco-eval
   guard    the demo's neo-train images/s vs neo-bench train, and the chosen precision vs the other (exit 1 if slow)
+  frozen-norm  eval forward time with the backbone's frozen norms folded into the convs vs unfolded (exact)
   all      each of the above with its defaults, except scale
 
 `neo-bench NAME --help` lists a benchmark's options."""

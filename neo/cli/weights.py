@@ -6,7 +6,7 @@
     neo-weights push runs/x/checkpoints/last.ckpt [--as checkpoints/x-last.ckpt] [--force]
     neo-weights verify [--verbose]
     neo-weights import rtdetr/rtdetr_r50vd_6x_coco [--out rtdetr_r50.ckpt] [--preset auto] [--state ema|model]
-                       [--variant auto|default|dsp]
+                       [--variant auto|default|dsp] [--no-fold-frozen-norm]
 Bucket and cache: --bucket/--prefix/--cache-dir, else $NEO_BUCKET / $NEO_CACHE_DIR, else ./data/bucket and
 ./data/cache (the defaults of conf/storage/local.yaml). The bucket is a URL (r2://name) or a folder; a bare
 name needs --storage r2|b2|s3. Credentials come from the environment only. Errors: one paragraph, exit 1.
@@ -213,7 +213,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
     try:
         result = import_official(path, out, preset=None if args.preset == "auto" else args.preset,
                                  prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src,
-                                 variant=variant)
+                                 variant=variant, fold_frozen_norm=args.fold_frozen_norm)
     except ValueError as exc:
         print(f"neo-weights import: {exc}", file=sys.stderr)
         return 1
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="auto", choices=("auto", "default", "dsp"),
                    help="what the tensors cannot show: dsp (discrete sampling) or default (bilinear); auto takes the "
                         "registry entry's, else bilinear, and refuses a file named *dsp* (sp1/sp2/sp3 are detected)")
+    p.add_argument("--no-fold-frozen-norm", dest="fold_frozen_norm", action="store_false",
+                   help="keep the backbone's frozen norms unfolded (conv -> norm as upstream): exact official outputs, "
+                        "slower (neo-bench frozen-norm measures it); default: folded into the convs")
     p.add_argument("--verbose", action="store_true", help="also list every mapped key")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a full unpickle when a weights-only load refuses the file (trusted files only)")

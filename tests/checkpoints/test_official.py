@@ -150,3 +150,29 @@ def test_dsp_imports_only_when_stated_and_then_computes_what_its_source_computes
         for layer in module.net.decoder.decoder.layers:
             layer.cross_attn.sampling = "bilinear"
         assert not torch.allclose(module.net(images)["pred_logits"], expected["pred_logits"], atol=1e-3)
+
+
+def test_r50_with_frozen_norms_unfolded_equals_the_source_exactly(tmp_path: Path) -> None:
+    """Official R50 computes conv -> FrozenBatchNorm; imported with the fold off, neo does the same: 0.0 difference.
+    Folded (the default) the outputs move by float rounding only."""
+    torch.manual_seed(0)
+    source = build_preset("rtdetr_r50", num_classes=80,
+                          overrides={**OFFICIAL_INPUT, "net.backbone.fold_frozen_norm": False})[0].eval()
+    with torch.no_grad():  # frozen statistics away from identity, so folding changes the arithmetic
+        for name, buffer in source.backbone.named_buffers():
+            if name.endswith(("running_var", "running_mean", "weight", "bias")):
+                buffer.copy_(torch.rand_like(buffer) + 0.5)
+    pth = save_official(tmp_path / "rtdetrv2_r50vd_6x_coco_ema.pth", model=official_from_net(source, "v2"))
+    result = import_official(pth, tmp_path / "r50.ckpt", fold_frozen_norm=False)
+    assert "frozen-norm: unfolded" in result.variants
+    module = load_checkpoint_module(result.output)
+    assert module.hparams["model"]["net"]["backbone"]["fold_frozen_norm"] is False
+    images = torch.randint(0, 256, (1, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        expected, got = source(images), module.net(images)
+        assert (got["pred_logits"] - expected["pred_logits"]).abs().max().item() == 0.0
+        assert (got["pred_boxes"] - expected["pred_boxes"]).abs().max().item() == 0.0
+        module.net.backbone.set_fold_frozen_norm(True)
+        folded = module.net(images)
+    assert not torch.equal(folded["pred_logits"], expected["pred_logits"])
+    torch.testing.assert_close(folded["pred_logits"], expected["pred_logits"], rtol=1e-2, atol=1e-2)

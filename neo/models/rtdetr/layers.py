@@ -23,8 +23,13 @@ def get_activation(name: str | None) -> nn.Module:
 class ConvNormLayer(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> activation. Keys: `conv.weight`, `norm.*` (official names).
 
+    A FrozenBatchNorm2d norm is folded into the conv weights at run time when ``fold_frozen_norm`` is True
+    (faster; equal up to float rounding); False runs conv then norm, the official order, for exact outputs.
+
     x: [B, C_in, H, W] -> [B, C_out, ceil(H / stride), ceil(W / stride)] ("same" padding).
     """
+
+    fold_frozen_norm = True
 
     def __init__(
         self,
@@ -42,7 +47,7 @@ class ConvNormLayer(nn.Module):
         self.act = get_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.norm, FrozenBatchNorm2d):
+        if self.fold_frozen_norm and isinstance(self.norm, FrozenBatchNorm2d):
             # frozen statistics: fold the norm into the conv (one pass over the output instead of two)
             norm = self.norm
             scale = norm.weight * (norm.running_var + norm.eps).rsqrt()

@@ -111,6 +111,8 @@ class PResNet(nn.Module):
         depth: 18, 34, 50 or 101.
         freeze_at: -1 trains everything; 0 freezes the stem; k > 0 also freezes the first k stages.
         freeze_norm: replace BatchNorm by FrozenBatchNorm2d (official R50/R101 presets).
+        fold_frozen_norm: fold the frozen norms into the convs at run time (faster, float rounding apart);
+            False keeps conv -> norm as upstream computes it (exact reproduction of official outputs).
         return_idx: stages to return (0 = stride 4 ... 3 = stride 32).
         base_channels: 64 officially; smaller values give narrow CPU-sized variants.
         pretrained: local path of a backbone state dict (official names, optional "backbone." prefix) or None.
@@ -127,6 +129,7 @@ class PResNet(nn.Module):
         base_channels: int = 64,
         act: str = "relu",
         pretrained: str | None = None,
+        fold_frozen_norm: bool = True,
     ) -> None:
         super().__init__()
         if depth not in STAGE_BLOCKS:
@@ -155,6 +158,13 @@ class PResNet(nn.Module):
             self._freeze([self.conv1, *self.res_layers[: min(freeze_at, len(self.res_layers))]])
         if freeze_norm:
             freeze_batch_norm(self)
+        self.set_fold_frozen_norm(fold_frozen_norm)
+
+    def set_fold_frozen_norm(self, fold: bool) -> None:
+        """Fold (True) or keep unfolded (False) every frozen norm of this backbone from the next forward on."""
+        for module in self.modules():
+            if isinstance(module, ConvNormLayer):
+                module.fold_frozen_norm = bool(fold)
 
     @staticmethod
     def _freeze(modules: list[nn.Module]) -> None:
