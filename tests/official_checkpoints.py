@@ -33,6 +33,14 @@ V2_NAMES = [
     (re.compile(r"^decoder\.enc_output\.1\."), "decoder.enc_output.norm."),
 ]
 V2_ANCHORS = 8400  # 640x640: 80^2 + 40^2 + 20^2
+# neo (timm HGNetv2 inside TimmBackbone) name -> official HGNetv2 name (upstream hgnetv2.py module names)
+HGNETV2_NAMES = [
+    (re.compile(r"^backbone\.model\.stem\.(stem2[ab])\.conv\."), r"backbone.stem.\1.conv.1."),  # ZeroPad2d, Conv2d
+    (re.compile(r"^backbone\.model\.stem\."), "backbone.stem."),
+    (re.compile(r"^backbone\.model\.stages_(\d+)\."), r"backbone.stages.\1."),
+    (re.compile(r"\.aggregation\.0\."), ".aggregation_squeeze_conv."),
+    (re.compile(r"\.aggregation\.1\."), ".aggregation_excitation_conv."),
+]
 
 
 def reference_shapes(stem: str) -> dict[str, tuple[int, ...]]:
@@ -97,9 +105,17 @@ def to_v2(state_dict: dict[str, torch.Tensor], points_scale: dict[str, torch.Ten
     return out
 
 
+def hgnetv2_official_name(key: str) -> str:
+    """The official RT-DETR HGNetv2 name of a neo ``rtdetr_hgnetv2_*`` key (other keys unchanged)."""
+    for pattern, replacement in HGNETV2_NAMES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
 def official_from_net(net: torch.nn.Module, layout: str) -> dict[str, torch.Tensor]:
-    """A neo detector's weights under the official ``layout`` ("v1" or "v2") names (copies, CPU)."""
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    """A neo detector's weights under the official ``layout`` ("v1" or "v2") names (copies, CPU); an HGNetv2
+    backbone gets the official HGNetv2 names."""
+    state = {hgnetv2_official_name(k): v.detach().clone() for k, v in net.state_dict().items()}
     if layout == "v1":
         return state
     scales = {name: buf for name, buf in net.named_buffers() if name.endswith("num_points_scale")}

@@ -258,7 +258,7 @@ def read_official(path: str | Path, prefer: str = "ema", key: str | None = "impo
 
     prefer: "ema" (``ema.module`` when present, else ``model``, as the official loaders do) or "model".
     Raises CheckpointError for unreadable files, neo checkpoints (already converted) and state dicts that
-    are not an RT-DETR with a PResNet-vd backbone.
+    are not an RT-DETR with a PResNet-vd or HGNetv2 backbone.
     """
     path = Path(path)
     checkpoint = checkpoint if checkpoint is not None else load_file(path, key, value, trust_pickle=trust_pickle)

@@ -30,7 +30,7 @@ from neo.models.rtdetr import PRESETS, load_preset_config
 from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
 from neo.training.module import RTDETRModule
 
-CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_r"))
+CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_"))
 # Official models train and validate at 640x640; the 16:9 canvas of the same width keeps their scale.
 DEFAULT_EVAL_SIZE = "640x360"
 # Variants a user states (the tensors cannot show them) -> the decoder's cross-attention sampling.
@@ -153,7 +153,8 @@ def import_official(
     architecture = official.architecture
     preset = preset or architecture.preset
     overrides = variant_overrides(architecture, sampling)
-    if not fold_frozen_norm:
+    if not fold_frozen_norm and preset in CONVERTIBLE_PRESETS and \
+            "fold_frozen_norm" in load_preset_config(preset).net.backbone:  # HGNetv2 (timm) never folds
         overrides["net.backbone.fold_frozen_norm"] = False
     try:
         model_cfg = preset_model_config(preset, architecture.num_classes, overrides)
@@ -186,9 +187,11 @@ def detected_variants(architecture: OfficialArchitecture, sampling: str, backbon
 
     backbone: the written ``model.net.backbone`` config (frozen norms, folded or not)."""
     variants = [architecture.sampling_points_variant] if architecture.sampling_points_variant else []
+    if architecture.backbone == "hgnetv2-official":
+        variants.append("hgnetv2-official")  # official HGNetv2 names, mapped onto timm's layers
     if sampling == "discrete":
         variants.append("dsp")
     variants.append("position: official")  # every official model builds the x-major embedding
-    if backbone.get("freeze_norm"):
-        variants.append(f"frozen-norm: {'folded' if backbone.get('fold_frozen_norm', True) else 'unfolded'}")
+    if backbone.get("freeze_norm"):  # PResNet folds unless told not to; timm backbones run conv -> norm
+        variants.append(f"frozen-norm: {'folded' if backbone.get('fold_frozen_norm', False) else 'unfolded'}")
     return variants

@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="neo checkpoint to write [./<src stem>_neo.ckpt]")
     p.add_argument("--preset", default="auto",
                    help="neo preset to load into: auto (from the keys and shapes) | rtdetr_r18 | rtdetr_r34 | "
-                        "rtdetr_r50m | rtdetr_r50 | rtdetr_r101")
+                        "rtdetr_r50m | rtdetr_r50 | rtdetr_r101 | rtdetr_hgnetv2_l | rtdetr_hgnetv2_x | rtdetr_hgnetv2_h")
     p.add_argument("--state", default="ema", choices=("ema", "model"),
                    help="which weights: ema (ema.module when present, the official choice) or model")
     p.add_argument("--variant", default="auto", choices=("auto", "default", "dsp"),

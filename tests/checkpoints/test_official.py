@@ -176,3 +176,44 @@ def test_r50_with_frozen_norms_unfolded_equals_the_source_exactly(tmp_path: Path
         folded = module.net(images)
     assert not torch.equal(folded["pred_logits"], expected["pred_logits"])
     torch.testing.assert_close(folded["pred_logits"], expected["pred_logits"], rtol=1e-2, atol=1e-2)
+
+
+def test_official_hgnetv2_l_imports_and_computes_what_its_source_computes(tmp_path: Path) -> None:
+    """Official HGNetv2-L names (stem pad+conv Sequential, stages.<i>, aggregation_*_conv) map onto neo's timm
+    backbone; the import is strict, picks the official preset (stem frozen, /255) and equals the source at 16:9."""
+    torch.manual_seed(0)
+    source = build_preset("rtdetr_hgnetv2_l", num_classes=80, overrides=OFFICIAL_INPUT)[0].eval()
+    official = official_from_net(source, "v2")
+    assert {"backbone.stem.stem2a.conv.1.weight", "backbone.stages.2.blocks.0.aggregation_squeeze_conv.conv.weight",
+            "backbone.stages.3.blocks.0.aggregation_excitation_conv.bn.running_var"} <= set(official)
+    pth = save_official(tmp_path / "rtdetrv2_hgnetv2_l_6x_coco_from_paddle.pth", model=official)
+    result = import_official(pth, tmp_path / "l.ckpt")
+    assert result.preset == "rtdetr_hgnetv2_l" and result.num_parameters == 32_925_036
+    assert result.variants == ["hgnetv2-official", "position: official", "frozen-norm: unfolded"]
+    assert len([k for k in result.report.renamed if k.startswith("backbone.")]) == sum(
+        k.startswith("backbone.") for k in official)  # every backbone key renamed
+    module = load_checkpoint_module(result.output)
+    net_cfg = module.hparams["model"]["net"]
+    assert net_cfg["pixel_mean"] is None and net_cfg["backbone"]["freeze_at"] == 0
+    assert sum(p.numel() for p in module.net.parameters() if not p.requires_grad) == 24_928  # the stem convs
+    images = torch.randint(0, 256, (1, 3, 96, 160), dtype=torch.uint8)
+    with torch.no_grad():
+        expected, got = source(images), module.net(images)
+    assert torch.equal(got["pred_logits"], expected["pred_logits"])
+    assert torch.equal(got["pred_boxes"], expected["pred_boxes"])
+
+
+@pytest.mark.parametrize(("preset", "stem"), [("rtdetr_hgnetv2_x", 25_440), ("rtdetr_hgnetv2_h", 56_592)])
+def test_official_hgnetv2_x_and_h_names_fit_their_presets(preset: str, stem: int) -> None:
+    """X and H (shapes only, on the meta device): detected from the stem width, every official name placed."""
+    from neo.models.rtdetr.convert import convert_state_dict, detect_architecture
+
+    with torch.device("meta"):
+        net = build_preset(preset, num_classes=80, overrides=OFFICIAL_INPUT)[0]
+    official = {k: torch.full((12,), 0.25) if k.endswith("num_points_scale") else v  # 4 points x 3 levels
+                for k, v in official_from_net(net, "v2").items()}
+    arch = detect_architecture(official)
+    assert (arch.preset, arch.backbone, arch.version, arch.num_decoder_layers) == (preset, "hgnetv2-official", "v2", 6)
+    converted, _ = convert_state_dict(official)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert sum(p.numel() for p in net.parameters() if not p.requires_grad) == stem

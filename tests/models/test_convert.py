@@ -107,7 +107,7 @@ def test_unknown_keys_are_errors_and_the_right_preset_is_named():
                                          r"layers\): use model=rtdetr_r18"):
         load_official(build_preset("rtdetr_r34", num_classes=80)[0], official_state_dict("rtdetr_r18vd_v1"))
     assert extract_state_dict(official)[1] == "state_dict"
-    with pytest.raises(ValueError, match="not an RT-DETR with a PResNet-vd backbone"):
+    with pytest.raises(ValueError, match="not an RT-DETR with a PResNet-vd"):
         detect_architecture({"backbone.stem.weight": torch.zeros(1)})
     tiny = {k: torch.empty(v, device="meta") for k, v in preset_shapes("tiny", 3).items()}
     with pytest.raises(ValueError, match=r"stem width 8 \(official: 32\)"):  # R18 layout, quarter width

@@ -18,6 +18,10 @@ OFFICIAL = {  # preset: (trainable, all parameters) at 80 classes
     "rtdetr_r50m": (36_565_260, 36_593_772),
     "rtdetr_r50": (42_862_860, 42_891_372),
     "rtdetr_r101": (76_527_756, 76_556_268),
+    # official HGNetv2 presets: the stem's conv weights are frozen (its norms are frozen buffers)
+    "rtdetr_hgnetv2_l": (32_900_108, 32_925_036),
+    "rtdetr_hgnetv2_x": (67_348_748, 67_374_188),
+    "rtdetr_hgnetv2_h": (125_527_756, 125_584_348),
 }
 
 
@@ -71,6 +75,11 @@ def test_frozen_parts_follow_official_presets():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in r50.backbone.modules())
     r18, _, _ = _build_meta("rtdetr_r18")
     assert all(p.requires_grad for p in r18.parameters())
+    hgnet, _, _ = _build_meta("rtdetr_hgnetv2_l")
+    frozen = {n for n, p in hgnet.named_parameters() if not p.requires_grad}
+    assert frozen == {f"backbone.model.stem.{s}.conv.weight" for s in ("stem1", "stem2a", "stem2b", "stem3", "stem4")}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in hgnet.backbone.modules())
+    assert load_preset_config("rtdetr_hgnetv2_l").net.pixel_mean is None  # official input: /255 only
 
 
 def test_every_preset_resolves_with_num_classes():

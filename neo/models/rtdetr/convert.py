@@ -8,6 +8,11 @@ neo mirrors the official module names, so v1 keys map one to one. The released v
   * `decoder.decoder.layers.{i}.cross_attn.num_points_scale`: derived from the points per level ->
     dropped (neo recomputes it; a mismatch with the preset's points is an error);
   * `decoder.enc_output.proj.*` / `decoder.enc_output.norm.*` -> `decoder.enc_output.0.*` / `.1.*`.
+The official HGNetv2 backbone (L/X/H) has the layers of timm's hgnetv2_b4/b5/b6, which neo wraps as
+`backbone.model.*`; five renames place its keys: `backbone.stem.stem2a/stem2b.conv.1.*` (a pad + conv
+Sequential upstream) -> `.conv.*`, `backbone.stem.` -> `backbone.model.stem.`, `backbone.stages.{i}.` ->
+`backbone.model.stages_{i}.`, and `aggregation_squeeze_conv` / `aggregation_excitation_conv` -> `aggregation.0` /
+`aggregation.1`.
 Any other key that the target model does not have is an error, never a silent skip.
 """
 
@@ -24,7 +29,15 @@ RENAMES = [
     (re.compile(r"^encoder\.input_proj\.(\d+)\.norm\."), r"encoder.input_proj.\1.1."),
     (re.compile(r"^decoder\.enc_output\.proj\."), "decoder.enc_output.0."),
     (re.compile(r"^decoder\.enc_output\.norm\."), "decoder.enc_output.1."),
+    # official HGNetv2 -> timm's HGNetv2 inside neo's TimmBackbone (first: the stem's pad + conv Sequential)
+    (re.compile(r"^backbone\.stem\.(stem2[ab])\.conv\.1\."), r"backbone.stem.\1.conv."),
+    (re.compile(r"^backbone\.stem\."), "backbone.model.stem."),
+    (re.compile(r"^backbone\.stages\.(\d+)\."), r"backbone.model.stages_\1."),
+    (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_squeeze_conv\."), r"\1.aggregation.0."),
+    (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_excitation_conv\."), r"\1.aggregation.1."),
 ]
+# HGNetv2 size by the width of its last stem conv (official L/X/H = timm hgnetv2_b4/b5/b6)
+HGNETV2_PRESETS = {48: "rtdetr_hgnetv2_l", 64: "rtdetr_hgnetv2_x", 96: "rtdetr_hgnetv2_h"}
 DROPPED = {
     re.compile(r"^decoder\.anchors$"): "size-bound buffer (640x640 anchors); neo builds anchors per input size",
     re.compile(r"^decoder\.valid_mask$"): "size-bound buffer (640x640 valid mask); neo builds it per input size",
@@ -136,6 +149,7 @@ class OfficialArchitecture:
     num_classes: int  # rows of the class heads
     num_decoder_layers: int
     num_points: tuple[int, ...] = DEFAULT_POINTS  # decoder sampling points per level (v2 sp1/sp2/sp3: 1/2/3)
+    backbone: str = "presnet"  # "presnet", "hgnetv2-official" (official names) or "hgnetv2" (neo's timm names)
 
     @property
     def sampling_points_variant(self) -> str | None:
@@ -199,36 +213,52 @@ V2_MARKERS = re.compile(
 
 
 def detect_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitecture:
-    """Preset, version, class count and decoder depth of an official or neo RT-DETR state dict.
+    """Preset, version, class count, decoder depth, sampling points and backbone of an official or neo RT-DETR
+    state dict.
 
-    Backbone depth from the blocks of stage 3 and the presence of bottleneck convs (R18: 2 basic blocks,
-    R34: 6 basic, R50: 6 bottleneck, R101: 23 bottleneck); R50-m from its CSP layers' extra conv3
-    (expansion 0.5). Raises ValueError when the keys are not a PResNet-vd RT-DETR of official width
-    (a 32-channel first stem conv).
+    PResNet-vd: depth from the blocks of stage 3 and the presence of bottleneck convs (R18: 2 basic blocks,
+    R34: 6 basic, R50: 6 bottleneck, R101: 23 bottleneck); R50-m from its CSP layers' extra conv3 (expansion
+    0.5). HGNetv2 L/X/H from the width of the last stem conv (48/64/96). Raises ValueError when the keys are
+    neither (e.g. a narrower PResNet than the official 32-channel first stem conv).
     """
     keys = [k.removeprefix("module.") for k in state_dict]
     version = "v2" if any(V2_MARKERS.match(k) for k in keys) else "v1"
     sd, dropped = convert_state_dict(state_dict)
+    head = sd.get("decoder.enc_score_head.weight")
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"decoder\.dec_score_head\.(\d+)\.weight$", k))}
+    preset, backbone, problem = _backbone_preset(sd)
+    if any(k.startswith("backbone.stem.") for k in keys) and backbone == "hgnetv2":
+        backbone = "hgnetv2-official"
+    if preset is None or head is None or not layers:
+        sample = ", ".join(sorted(sd)[:5])
+        raise ValueError(
+            "state dict is not an RT-DETR with a PResNet-vd (R18/R34/R50/R50-m/R101) or HGNetv2 (L/X/H) backbone: "
+            f"found {problem}, class head={'yes' if head is not None else 'no'} (first keys: {sample}). "
+            "Other backbones and narrower variants (neo's tiny) do not match an official preset."
+        )
+    levels = len({m.group(1) for k in sd if (m := re.match(r"decoder\.input_proj\.(\d+)\.", k))}) or 3
+    points = detect_num_points({**sd, **dropped.derived}, levels)  # derived: the v2 points-per-level buffers
+    return OfficialArchitecture(preset, version, int(head.shape[0]), len(layers), points, backbone)
+
+
+def _backbone_preset(sd: dict[str, torch.Tensor]) -> tuple[str | None, str, str]:
+    """(preset or None, backbone kind, what was found) from converted (neo-named) backbone keys."""
+    hg_stem = sd.get("backbone.model.stem.stem4.conv.weight")
+    if hg_stem is not None:
+        preset = HGNETV2_PRESETS.get(int(hg_stem.shape[0]))
+        return preset, "hgnetv2", f"an HGNetv2 stem of width {int(hg_stem.shape[0])} (official: 48 L, 64 X, 96 H)"
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"backbone\.res_layers\.2\.blocks\.(\d+)\.", k))}
     bottleneck = any(k.startswith("backbone.res_layers.0.blocks.0.branch2c.") for k in sd)
     depth = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101}.get((len(blocks), bottleneck))
-    head = sd.get("decoder.enc_score_head.weight")
-    layers = {int(m.group(1)) for k in sd if (m := re.match(r"decoder\.dec_score_head\.(\d+)\.weight$", k))}
     stem = sd.get("backbone.conv1.conv1_1.conv.weight")
-    if depth is None or head is None or not layers or stem is None or stem.shape[0] != 32:
-        sample = ", ".join(sorted(sd)[:5])
-        raise ValueError(
-            "state dict is not an RT-DETR with a PResNet-vd backbone (R18/R34/R50/R50-m/R101): found "
-            f"{len(blocks)} stage-3 blocks, bottleneck={bottleneck}, class head={'yes' if head is not None else 'no'}, "
-            f"stem width {None if stem is None else stem.shape[0]} (official: 32) (first keys: {sample}). "
-            "Other backbones (e.g. HGNetv2) and narrower variants (neo's tiny) do not match an official preset."
-        )
+    found = (f"{len(blocks)} stage-3 blocks, bottleneck={bottleneck}, stem width "
+             f"{None if stem is None else stem.shape[0]} (official: 32)")
+    if depth is None or stem is None or stem.shape[0] != 32:
+        return None, "presnet", found
     preset = f"rtdetr_r{depth}"
     if depth == 50 and "encoder.fpn_blocks.0.conv3.conv.weight" in sd:  # expansion 0.5
         preset = "rtdetr_r50m"
-    levels = len({m.group(1) for k in sd if (m := re.match(r"decoder\.input_proj\.(\d+)\.", k))}) or 3
-    points = detect_num_points({**sd, **dropped.derived}, levels)  # derived: the v2 points-per-level buffers
-    return OfficialArchitecture(preset, version, int(head.shape[0]), len(layers), points)
+    return preset, "presnet", found
 
 
 def infer_preset(state_dict: dict[str, torch.Tensor]) -> str:

@@ -16,6 +16,9 @@ PRESETS = (
     "rtdetr_r101",
     "hgnetv2_l",
     "hgnetv2_x",
+    "rtdetr_hgnetv2_l",
+    "rtdetr_hgnetv2_x",
+    "rtdetr_hgnetv2_h",
 )
 
 

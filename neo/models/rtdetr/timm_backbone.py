@@ -18,6 +18,8 @@ class TimmBackbone(nn.Module):
             or None for random initialisation.
         out_strides: feature strides to return.
         freeze_norm: replace BatchNorm2d by FrozenBatchNorm2d.
+        freeze_at: -1 trains everything; 0 freezes the stem (the modules before timm's first feature stage,
+            e.g. HGNetv2's ``stem``, as the official RT-DETR HGNetv2 presets do); k > 0 also the first k stages.
 
     forward: images [B, 3, H, W] -> list of [B, out_channels[i], ~H / s_i, ~W / s_i].
     """
@@ -28,6 +30,7 @@ class TimmBackbone(nn.Module):
         pretrained: str | None = None,
         out_strides: tuple[int, ...] | list[int] = (8, 16, 32),
         freeze_norm: bool = False,
+        freeze_at: int = -1,
     ) -> None:
         super().__init__()
         if name not in timm.list_models():
@@ -41,6 +44,7 @@ class TimmBackbone(nn.Module):
         if missing:
             raise ValueError(f"timm model {name!r} has feature strides {reductions}, not {missing}")
         out_indices = tuple(reductions.index(s) for s in out_strides)
+        stages = [module.replace(".", "_") for module in probe.feature_info.module_name()]
         if pretrained:
             self.model = timm.create_model(
                 name, pretrained=True, features_only=True, out_indices=out_indices, **kwargs
@@ -52,8 +56,20 @@ class TimmBackbone(nn.Module):
             )
         self.out_channels = list(self.model.feature_info.channels())
         self.out_strides = list(out_strides)
+        if freeze_at >= 0:
+            self.freeze(stages, freeze_at)
         if freeze_norm:
             freeze_batch_norm(self)
+
+    def freeze(self, stages: list[str], count: int) -> None:
+        """Stop gradients to the children before the first of ``stages`` (the stem) and to the first ``count``
+        stages (names as the features model's children, e.g. ``stages_0``)."""
+        children = list(self.model.named_children())
+        first = next((i for i, (name, _) in enumerate(children) if name in stages), len(children))
+        frozen = [module for _, module in children[:first]]
+        frozen += [module for name, module in children[first:] if name in stages[:count]]
+        for module in frozen:
+            module.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x))
