@@ -27,8 +27,11 @@ def discrete_sample(value: torch.Tensor, locations: torch.Tensor) -> torch.Tenso
     cells = (locations * size + 0.5).to(torch.int64)  # [N, Q, P, 2]
     col = cells[..., 0].clamp(0, w - 1)
     row = cells[..., 1].clamp(0, h - 1)
-    index = (row * w + col).reshape(n, 1, q * p).expand(n, d, q * p)
-    return value.reshape(n, d, h * w).gather(2, index).reshape(n, d, q, p)
+    index = (row * w + col).reshape(n, q * p, 1).expand(n, q * p, d)
+    pixels = value.reshape(n, d, h * w).transpose(1, 2).gather(1, index)  # [N, Q * P, D]
+    # a [N, D, Q, P] view with D innermost in memory: the layout upstream's indexing gives, so that the weighted
+    # sum over the points runs in the same order and the outputs equal upstream's to the last bit
+    return pixels.transpose(1, 2).reshape(n, d, q, p)
 
 
 def deformable_attention_core(
