@@ -210,6 +210,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
     out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
     entry = registry.entries.get(args.src)  # a registry entry states what the tensors cannot show (dsp)
     variant = args.variant if args.variant != "auto" else (entry.extra.get("variant", "default") if entry else None)
+    stated_by = "--variant" if args.variant != "auto" else "the registry entry"
     try:
         result = import_official(path, out, preset=None if args.preset == "auto" else args.preset,
                                  prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src,
@@ -222,7 +223,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
             from neo.storage.uploader import shared_uploader
 
             shared_uploader().drain(settings.drain_timeout_s)
-    print_import_report(result, args.src, path, verbose=args.verbose)
+    print_import_report(result, args.src, path, verbose=args.verbose, stated_by=stated_by)
     return 0
 
 
@@ -231,9 +232,11 @@ LAYOUTS = {"v1": "RT-DETR v1 names: encoder.input_proj.<i>.0/.1, decoder.enc_out
                  "640x640 anchors"}
 
 
-def print_import_report(result, identifier: str, source: Path, verbose: bool = False) -> None:
-    """Plain lines (readable in logs): architecture, what mapped per module, every rename and drop with its
-    reason, the normalisation, the file written and the next commands."""
+def print_import_report(result, identifier: str, source: Path, verbose: bool = False,
+                        stated_by: str = "--variant") -> None:
+    """Plain lines (readable in logs): architecture, variants, what mapped per module, every rename and drop with
+    its reason, the normalisation, the file written and the next commands. stated_by: who named the sampling
+    variant when it was named (``--variant`` or the registry entry)."""
     arch, report = result.architecture, result.report
     per_module = ", ".join(f"{module} {count}" for module, count in report.mapped_by_module().items())
     lines = [
@@ -242,9 +245,9 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
         f"layout: {arch.version} ({LAYOUTS.get(arch.version, arch.version)})",
         f"variants: {', '.join(result.variants)}",
-        "sampling: " + ("discrete (dsp, as stated)" if result.sampling == "discrete" else
-                        "bilinear" + (" (as stated)" if result.sampling_stated else
-                                      " (a dsp file has the same tensors: import one with --variant dsp)")),
+        "sampling: " + ("discrete (dsp" if result.sampling == "discrete" else "bilinear (") + (
+            f"{', ' if result.sampling == 'discrete' else ''}stated by {stated_by})" if result.sampling_stated else
+            "a dsp file has the same tensors: import one with --variant dsp)"),
         f"mapped: {len(report.mapped)} tensors, strict (no missing or unexpected keys): {per_module}",
     ]
     lines += [f"  {key}" for key in report.mapped] if verbose else []

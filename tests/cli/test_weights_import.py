@@ -92,12 +92,27 @@ def test_import_names_the_variants_and_needs_dsp_stated(tmp_path: Path) -> None:
     result = _import(str(src), "--out", "dsp.ckpt", "--variant", "dsp", cwd=tmp_path, in_process=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "\nvariants: sp2, dsp, position: official\n" in result.stdout
-    assert "\nsampling: discrete (dsp, as stated)\n" in result.stdout
+    assert "\nsampling: discrete (dsp, stated by --variant)\n" in result.stdout
     plain = tmp_path / "rtdetrv2_r18vd_sp2_120e_coco.pth"
     src.rename(plain)
     result = _import(str(plain), "--out", "sp2.ckpt", cwd=tmp_path, in_process=True)
     assert result.returncode == 0 and "\nvariants: sp2, position: official\n" in result.stdout
     assert "sampling: bilinear (a dsp file has the same tensors: import one with --variant dsp)" in result.stdout
+
+
+def test_import_takes_dsp_from_the_registry_entry(tmp_path: Path) -> None:
+    """A dsp registry name needs no --variant: its entry states it (the file's tensors cannot)."""
+    entry = Registry.load().get("rtdetr/rtdetrv2_r18vd_dsp_3x_coco")
+    seeded = tmp_path / "bucket/models/pretrained/rtdetr" / entry.file
+    seeded.parent.mkdir(parents=True)
+    torch.save({"model": official_state_dict("rtdetrv2_r18vd", seed=4)}, seeded)
+    result = _import("rtdetr/rtdetrv2_r18vd_dsp_3x_coco", "--out", "dsp.ckpt", cwd=tmp_path, in_process=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "\nvariants: dsp, position: official\n" in result.stdout
+    assert "\nsampling: discrete (dsp, stated by the registry entry)\n" in result.stdout
+    ckpt = torch.load(tmp_path / "dsp.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["model"]["net"]["decoder"]["sampling"] == "discrete"
+    assert ckpt["neo_import"]["variants"] == ["dsp", "position: official"]
 
 
 def test_import_fails_on_an_unmapped_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -124,7 +139,17 @@ def test_registry_lists_the_official_coco_checkpoints() -> None:
                                               "r50vd_2x_coco_objects365")}
     expected |= {f"rtdetr/rtdetrv2_{m}" for m in ("r18vd_120e_coco", "r34vd_120e_coco", "r50vd_m_7x_coco",
                                                  "r50vd_6x_coco", "r101vd_6x_coco")}
-    assert set(coco) == expected
+    expected |= {f"rtdetr/rtdetrv2_hgnetv2_{size}_6x_coco" for size in "lxh"}
+    expected |= {f"rtdetr/rtdetrv2_r18vd_sp{n}_120e_coco" for n in (1, 2, 3)}
+    dsp = {f"rtdetr/rtdetrv2_{m}" for m in ("r18vd_dsp_3x_coco", "r34vd_dsp_1x_coco", "r50vd_m_dsp_3x_coco",
+                                           "r50vd_dsp_1x_coco")}
+    assert set(coco) == expected | dsp
+    assert {n for n, e in coco.items() if e.extra.get("variant") == "dsp"} == dsp  # the import's only source
+    assert all(e.extra.get("variant") in (None, "dsp") for e in coco.values())
+    assert {n: e.extra["num_points"] for n, e in coco.items() if "num_points" in e.extra} == {
+        f"rtdetr/rtdetrv2_r18vd_sp{n}_120e_coco": [n] * 3 for n in (1, 2, 3)}
+    assert {coco[f"rtdetr/rtdetrv2_hgnetv2_{s}_6x_coco"].extra["preset"] for s in "lxh"} == {
+        "rtdetr_hgnetv2_l", "rtdetr_hgnetv2_x", "rtdetr_hgnetv2_h"}
     for entry in coco.values():
         url = entry.origin["url"]
         assert url.startswith("https://github.com/lyuwenyu/storage/releases/download/v0.")
