@@ -11,7 +11,6 @@ whose class names and category ids it carries. Reading and writing go through
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,7 +26,7 @@ from neo.checkpoints.format import (
 )
 from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from neo.models.rtdetr import PRESETS, load_preset_config
-from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
+from neo.models.rtdetr.convert import DSP_NAME, ConversionReport, OfficialArchitecture, load_converted
 from neo.training.module import RTDETRModule
 
 CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_"))
@@ -35,8 +34,6 @@ CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_"))
 DEFAULT_EVAL_SIZE = "640x360"
 # Variants a user states (the tensors cannot show them) -> the decoder's cross-attention sampling.
 STATED_VARIANTS = {"default": "bilinear", "dsp": "discrete"}
-# "dsp" as a word of a file or registry name (rtdetrv2_r18vd_dsp_3x_coco.pth, ..._dsp1_...)
-DSP_NAME = re.compile(r"(^|[^a-z0-9])dsp\d*([^a-z0-9]|$)", re.IGNORECASE)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 
 from neo.checkpoints.format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 from neo.models.rtdetr.convert import (
+    DSP_NAME,
     ConversionReport,
     OfficialArchitecture,
     detect_architecture,
@@ -113,6 +114,11 @@ def load_detector_weights(net: torch.nn.Module, weights: DetectorWeights) -> Con
     if report.num_classes is None:
         head = weights.state_dict.get("decoder.enc_score_head.weight")
         report.num_classes = int(head.shape[0]) if head is not None else None
+    sampling = {getattr(m, "sampling", None) for m in net.modules() if hasattr(m, "num_points_scale")}
+    if DSP_NAME.search(weights.path.name) and "discrete" not in sampling:
+        log.warning("pretrained=%s is named dsp (a discrete-sampling model) but this model samples bilinearly; "
+                    "the weights start a bilinear model. To continue as trained: model.net.decoder.sampling=discrete",
+                    weights.path.name)
     return report
 
 

@@ -91,3 +91,21 @@ def test_neo_checkpoint_normalisation_carries_over(tmp_path) -> None:
     assert torch.equal(module.net.pixel_shift, source.net.pixel_shift)
     assert module.hparams["model"]["net"]["pixel_mean"] == [0.485, 0.456, 0.406]
     assert all(torch.equal(v, source.net.state_dict()[k]) for k, v in module.net.state_dict().items())
+
+
+@needs_reference
+def test_dsp_weights_into_a_bilinear_model_are_named_in_a_warning(tmp_path, caplog) -> None:
+    """A dsp file's tensors fit a bilinear model; pretrained= loads them and says the model samples otherwise."""
+    from neo.checkpoints.pretrained import load_detector_weights, read_detector_weights
+    from neo.models.rtdetr import build_preset
+
+    path = tmp_path / "rtdetrv2_r18vd_dsp_3x_coco.pth"
+    torch.save({"model": official_state_dict("rtdetrv2_r18vd", seed=7)}, path)
+    weights = read_detector_weights(path)
+    for sampling, warned in (("bilinear", True), ("discrete", False)):
+        caplog.clear()
+        net = build_preset("rtdetr_r18", 80, {"net.decoder.sampling": sampling})[0]
+        with caplog.at_level(logging.WARNING, logger="neo.checkpoints"):
+            load_detector_weights(net, weights)
+        messages = [r.getMessage() for r in caplog.records if "model.net.decoder.sampling=discrete" in r.getMessage()]
+        assert bool(messages) is warned, sampling

@@ -36,6 +36,9 @@ RENAMES = [
     (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_squeeze_conv\."), r"\1.aggregation.0."),
     (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_excitation_conv\."), r"\1.aggregation.1."),
 ]
+# "dsp" as a word of a file or registry name (rtdetrv2_r18vd_dsp_3x_coco.pth, ..._dsp1_...): the only hint of a
+# discrete-sampling checkpoint, whose tensors are those of a bilinear one
+DSP_NAME = re.compile(r"(^|[^a-z0-9])dsp\d*([^a-z0-9]|$)", re.IGNORECASE)
 # HGNetv2 size by the width of its last stem conv (official L/X/H = timm hgnetv2_b4/b5/b6)
 HGNETV2_PRESETS = {48: "rtdetr_hgnetv2_l", 64: "rtdetr_hgnetv2_x", 96: "rtdetr_hgnetv2_h"}
 DROPPED = {
