@@ -26,7 +26,8 @@ from neo.checkpoints.format import (
 )
 from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from neo.models.rtdetr import PRESETS, load_preset_config
-from neo.models.rtdetr.convert import DSP_NAME, ConversionReport, OfficialArchitecture, load_converted
+from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
+from neo.models.rtdetr.sampling_variants import DSP_NAME
 from neo.training.module import RTDETRModule
 
 CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_"))

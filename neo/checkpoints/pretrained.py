@@ -21,12 +21,12 @@ import torch
 
 from neo.checkpoints.format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
 from neo.models.rtdetr.convert import (
-    DSP_NAME,
     ConversionReport,
     OfficialArchitecture,
     detect_architecture,
     load_converted,
 )
+from neo.models.rtdetr.sampling_variants import DSP_NAME
 
 log = logging.getLogger(__name__)
 
