@@ -111,6 +111,22 @@ def test_export_library_fuses_repvgg_and_keeps_the_net_unchanged(tmp_path: Path)
     assert score_diff <= 1e-4 and box_diff <= 0.5
 
 
+def test_discrete_sampling_exports_and_onnxruntime_equals_pytorch(tmp_path: Path) -> None:
+    """dsp decoders (one gathered pixel per point) export as plain Gather ops, no GridSample."""
+    from neo.models.rtdetr import build_preset
+
+    torch.manual_seed(0)
+    net = build_preset("tiny", num_classes=3, overrides={"net.decoder.sampling": "discrete"})[0].eval()
+    with torch.no_grad():  # trained-like offsets and boxes: at init many points sit exactly on a rounding edge
+        for name, p in net.decoder.named_parameters():
+            if "sampling_offsets" in name or "bbox_head" in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    export_onnx(net, tmp_path / "dsp.onnx", SIZE, num_top_queries=50, input_dtype="float32")
+    assert not any(n.op_type == "GridSample" for n in onnx.load(str(tmp_path / "dsp.onnx")).graph.node)
+    check = check_parity(tmp_path / "dsp.onnx", DeployableDetector(net, 50), sample_images(2, SIZE, "float32", seed=3))
+    assert check.ok and check.max_score_diff <= 1e-4 and check.max_box_diff_px <= 0.5
+
+
 def test_comparison_tolerates_swapped_near_ties_but_not_real_differences() -> None:
     labels = np.array([[2, 2, 0]])
     boxes = np.array([[[0, 0, 10, 10], [50, 50, 60, 60], [5, 5, 6, 6]]], dtype=np.float32)
