@@ -245,9 +245,7 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
         f"layout: {arch.version} ({LAYOUTS.get(arch.version, arch.version)})",
         f"variants: {', '.join(result.variants)}",
-        "sampling: " + ("discrete (dsp" if result.sampling == "discrete" else "bilinear (") + (
-            f"{', ' if result.sampling == 'discrete' else ''}stated by {stated_by})" if result.sampling_stated else
-            "a dsp file has the same tensors: import one with --variant dsp)"),
+        f"sampling: {_sampling_text(result, stated_by)}",
         f"mapped: {len(report.mapped)} tensors, strict (no missing or unexpected keys): {per_module}",
     ]
     lines += [f"  {key}" for key in report.mapped] if verbose else []
@@ -266,6 +264,14 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
         f"  export:    neo-export onnx {result.output} --size 1920x1080",
     ]
     print("\n".join(lines))
+
+
+def _sampling_text(result, stated_by: str) -> str:
+    """'discrete (dsp, stated by --variant)', 'bilinear (stated by the registry entry)' or, not stated, bilinear
+    with the hint that a dsp file cannot be told from its tensors."""
+    if not result.sampling_stated:
+        return "bilinear (a dsp file has the same tensors: import one with --variant dsp)"
+    return f"{result.sampling} ({'dsp, ' if result.sampling == 'discrete' else ''}stated by {stated_by})"
 
 
 def build_parser() -> argparse.ArgumentParser:
