@@ -16,6 +16,11 @@ PRESETS = (
     "rtdetr_r101",
     "hgnetv2_l",
     "hgnetv2_x",
+    "dfine_n",
+    "dfine_s",
+    "dfine_m",
+    "dfine_l",
+    "dfine_x",
 )
 
 

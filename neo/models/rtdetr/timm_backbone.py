@@ -18,6 +18,7 @@ class TimmBackbone(nn.Module):
             or None for random initialisation.
         out_strides: feature strides to return.
         freeze_norm: replace BatchNorm2d by FrozenBatchNorm2d.
+        freeze_stem: do not train the stem (the model's `stem` module; an error if it has none).
 
     forward: images [B, 3, H, W] -> list of [B, out_channels[i], ~H / s_i, ~W / s_i].
     """
@@ -28,6 +29,7 @@ class TimmBackbone(nn.Module):
         pretrained: str | None = None,
         out_strides: tuple[int, ...] | list[int] = (8, 16, 32),
         freeze_norm: bool = False,
+        freeze_stem: bool = False,
     ) -> None:
         super().__init__()
         if name not in timm.list_models():
@@ -54,6 +56,10 @@ class TimmBackbone(nn.Module):
         self.out_strides = list(out_strides)
         if freeze_norm:
             freeze_batch_norm(self)
+        if freeze_stem:
+            if not hasattr(self.model, "stem"):
+                raise ValueError(f"timm model {name!r} has no `stem` module to freeze")
+            self.model.stem.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x))
