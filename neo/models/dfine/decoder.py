@@ -15,6 +15,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from neo.models.rtdetr.decoder import RTDETRDecoder
 from neo.models.rtdetr.denoising import build_denoising_queries
 from neo.models.rtdetr.layers import MLP, bias_init_with_prob, inverse_sigmoid
 
@@ -136,36 +137,10 @@ class DFINEDecoder(nn.Module):
             if not isinstance(proj, nn.Identity):
                 nn.init.xavier_uniform_(proj.conv.weight)
 
-    def anchors(
-        self, spatial_shapes: list[tuple[int, int]], device: torch.device, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchors from the actual level sizes: [1, S, 4] logits (+inf where invalid), valid [1, S, 1] bool."""
-        out = []
-        for level, (h, w) in enumerate(spatial_shapes):
-            y, x = torch.meshgrid(
-                torch.arange(h, device=device, dtype=torch.float32),
-                torch.arange(w, device=device, dtype=torch.float32),
-                indexing="ij",
-            )
-            xy = (torch.stack([x, y], -1) + 0.5) / torch.tensor([w, h], dtype=torch.float32, device=device)
-            wh = torch.full_like(xy, self.anchor_size * 2.0**level)
-            out.append(torch.cat([xy, wh], -1).reshape(1, h * w, 4))
-        anchors = torch.cat(out, 1)
-        valid = ((anchors > self.anchor_eps) & (anchors < 1 - self.anchor_eps)).all(-1, keepdim=True)
-        anchors = torch.log(anchors / (1 - anchors))
-        anchors = torch.where(valid, anchors, torch.full_like(anchors, float("inf")))
-        return anchors.to(dtype), valid
-
-    def flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Project and concatenate levels: memory [B, S, hidden], shapes [(H_l, W_l)] (row-major)."""
-        if len(feats) != self.num_levels:
-            raise ValueError(f"decoder expects {self.num_levels} levels, got {len(feats)}")
-        memory, shapes = [], []
-        for proj, feat in zip(self.input_proj, feats, strict=True):
-            f = proj(feat)
-            shapes.append((int(f.shape[2]), int(f.shape[3])))
-            memory.append(f.flatten(2).transpose(1, 2))
-        return torch.cat(memory, 1), shapes
+    # RT-DETR's anchor grid (from the actual level sizes) and memory flattening, unchanged: they read
+    # anchor_eps / anchor_size and input_proj / num_levels, which this decoder has under the same names
+    anchors = RTDETRDecoder.anchors
+    flatten_memory = RTDETRDecoder.flatten_memory
 
     def select_queries(
         self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]

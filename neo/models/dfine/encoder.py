@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from neo.models.rtdetr.hybrid_encoder import TransformerEncoder, TransformerEncoderLayer
+from neo.models.rtdetr.hybrid_encoder import HybridEncoder
 from neo.models.rtdetr.layers import ConvNormLayer
-from neo.models.rtdetr.position import POSITION_EMBEDDINGS, position_embedding
-from neo.models.rtdetr.repvgg import CSPRepLayer, RepVggBlock
+from neo.models.rtdetr.repvgg import CSPRepLayer
 
 
 class DepthwiseConvNorm(ConvNormLayer):
@@ -78,8 +76,10 @@ class RepNCSPELAN4(nn.Module):
         return self.cv4(torch.cat(parts, 1))
 
 
-class DFINEHybridEncoder(nn.Module):
-    """D-FINE hybrid encoder.
+class DFINEHybridEncoder(HybridEncoder):
+    """RT-DETR's hybrid encoder (same data path, forward and any-size handling) with D-FINE's blocks:
+    RepNCSPELAN4 fusion in the FPN and PAN, SCDown downsampling, lateral 1x1 convs without activation,
+    input projections named `conv` / `norm` (official names).
 
     Args:
         in_channels: backbone channels per level (strides 8/16/32, or 16/32 for the N model).
@@ -110,29 +110,13 @@ class DFINEHybridEncoder(nn.Module):
         pe_temperature: float = 10000.0,
         position_embedding: str = "consistent",
     ) -> None:
-        super().__init__()
-        if position_embedding not in POSITION_EMBEDDINGS:
-            raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {position_embedding!r}")
-        self.position_embedding = position_embedding
-        self.in_channels = list(in_channels)
-        self.hidden_dim = hidden_dim
-        self.use_encoder_idx = list(use_encoder_idx)
-        self.pe_temperature = pe_temperature
-        self.out_channels = [hidden_dim] * len(in_channels)
+        super().__init__(in_channels, hidden_dim, use_encoder_idx, num_encoder_layers, num_heads, ffn_dim,
+                         dropout, enc_act, expansion, depth_mult, act, pe_temperature, position_embedding)
         self.input_proj = nn.ModuleList(
             nn.Sequential(
                 OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim))
             )
             for c in in_channels
-        )
-        self.encoder = nn.ModuleList(
-            TransformerEncoder(
-                [
-                    TransformerEncoderLayer(hidden_dim, num_heads, ffn_dim, dropout, enc_act)
-                    for _ in range(num_encoder_layers)
-                ]
-            )
-            for _ in self.use_encoder_idx
         )
         n = len(in_channels)
         blocks = round(3 * depth_mult)
@@ -147,35 +131,3 @@ class DFINEHybridEncoder(nn.Module):
             nn.Sequential(SCDown(hidden_dim, hidden_dim, 3, 2)) for _ in range(n - 1)
         )
         self.pan_blocks = nn.ModuleList(fusion() for _ in range(n - 1))
-
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        if len(feats) != len(self.in_channels):
-            raise ValueError(f"DFINEHybridEncoder expects {len(self.in_channels)} feature maps, got {len(feats)}")
-        proj = [layer(f) for layer, f in zip(self.input_proj, feats, strict=True)]
-        for encoder, level in zip(self.encoder, self.use_encoder_idx, strict=True):
-            b, c, h, w = proj[level].shape
-            src = proj[level].flatten(2).transpose(1, 2)  # [B, H*W, C], row-major
-            pos = position_embedding(self.position_embedding, h, w, c, self.pe_temperature, src.device, src.dtype)
-            proj[level] = encoder(src, pos).transpose(1, 2).reshape(b, c, h, w).contiguous()
-        n = len(proj)
-        inner = [proj[-1]]  # top-down FPN, coarsest level first
-        for i, idx in enumerate(range(n - 1, 0, -1)):
-            high = self.lateral_convs[i](inner[0])
-            inner[0] = high
-            low = proj[idx - 1]
-            up = F.interpolate(high, size=low.shape[-2:], mode="nearest")
-            inner.insert(0, self.fpn_blocks[i](torch.cat([up, low], dim=1)))
-        outs = [inner[0]]  # bottom-up PAN
-        for i in range(n - 1):
-            down = self.downsample_convs[i](outs[-1])
-            high = inner[i + 1]
-            if down.shape[-2:] != high.shape[-2:]:
-                down = F.interpolate(down, size=high.shape[-2:], mode="nearest")
-            outs.append(self.pan_blocks[i](torch.cat([down, high], dim=1)))
-        return outs
-
-    def deploy(self) -> None:
-        """Fuse every RepVGG block (eval outputs unchanged)."""
-        for m in self.modules():
-            if isinstance(m, RepVggBlock):
-                m.deploy()
