@@ -8,6 +8,7 @@ import torch
 from neo.models.dfine.decoder import DFINEDecoder
 from neo.models.dfine.decoder_layer import Gate
 from neo.models.dfine.encoder import DFINEHybridEncoder
+from neo.models.dfine.fdr import distance_to_box, integral
 
 C = 3
 
@@ -90,6 +91,18 @@ def test_gradients_reach_every_trainable_parameter():
     missing = [n for n, p in dec.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
     assert not dec.up.requires_grad and not dec.reg_scale.requires_grad
+
+
+def test_boxes_stay_fp32_under_bf16_autocast():
+    dec = _decoder().train()
+    with torch.no_grad():
+        dec.dec_bbox_head[0].layers[-1].bias.copy_(torch.linspace(-1, 1, 36))
+    feats = _feats(72, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dec(feats, _targets())
+    assert out["pred_logits"].dtype == torch.bfloat16 and out["pred_boxes"].dtype == torch.float32
+    exact = distance_to_box(out["ref_points"].float(), integral(out["pred_corners"].float(), dec.project), 4.0)
+    torch.testing.assert_close(out["pred_boxes"], exact, rtol=0, atol=1e-6)
 
 
 def test_gate_starts_as_the_normalised_average():

@@ -239,7 +239,9 @@ class DFINEDecoder(nn.Module):
                     out["pre_logits"], out["pre_boxes"] = self.dec_score_head[0](tgt), pre_boxes
                 ref_initial = pre_boxes.detach()
             corners = self.dec_bbox_head[i](tgt + tgt_detached) + corners_prev
-            boxes = distance_to_box(ref_initial, integral(corners, self.project), self.scale)
+            # boxes in fp32 under autocast: the edge offsets are fine corrections that bf16 would round away
+            with torch.autocast(corners.device.type, enabled=False):
+                boxes = distance_to_box(ref_initial.float(), integral(corners.float(), self.project), self.scale)
             if self.training or i == self.eval_idx:
                 logits = self.decoder.lqe_layers[i](self.dec_score_head[i](tgt), corners)
                 for key, value in (("logits", logits), ("boxes", boxes), ("corners", corners), ("refs", ref_initial)):
