@@ -51,19 +51,20 @@ CLASSIFICATION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"vfl": varifoca
 
 def go_indices(sets: list[Indices]) -> Indices:
     """Union of several matchings of the same batch: per image, each query keeps the ground truth it was
-    matched to most often (ties: the smaller gt index). Host int64 pairs in, host pairs out."""
-    out = []
-    for per_image in zip(*sets, strict=True):
-        counts = Counter(
-            (int(r), int(c)) for rows, cols in per_image for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
-        )
-        best: dict[int, int] = {}
-        for (row, col), _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-            best.setdefault(row, col)
-        rows = torch.tensor(sorted(best), dtype=torch.int64)
-        cols = torch.tensor([best[r] for r in sorted(best)], dtype=torch.int64)
-        out.append((rows, cols))
-    return out
+    matched to most often (ties: the smaller gt index). Host int64 pairs in (the matcher's), host pairs out;
+    the pairs of every set and image are read in one go."""
+    batch = len(sets[0])
+    empty = torch.zeros(0, dtype=torch.int64)
+    triples = [torch.stack([torch.full_like(rows, i), rows, cols]) for s in sets for i, (rows, cols) in enumerate(s)]
+    counts = Counter(map(tuple, torch.cat(triples, dim=1).T.tolist())) if triples else Counter()
+    best: list[dict[int, int]] = [{} for _ in range(batch)]
+    for (image, row, col), _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        best[image].setdefault(row, col)
+    return [
+        (torch.tensor(sorted(b), dtype=torch.int64), torch.tensor([b[r] for r in sorted(b)], dtype=torch.int64))
+        if b else (empty, empty)
+        for b in best
+    ]
 
 
 class DFINECriterion(nn.Module):
