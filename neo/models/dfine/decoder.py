@@ -183,35 +183,27 @@ class DFINEDecoder(nn.Module):
         if not self.training:
             return {"pred_logits": layers["logits"][-1], "pred_boxes": layers["boxes"][-1]}
 
-        names = {"logits": "pred_logits", "boxes": "pred_boxes", "corners": "pred_corners", "refs": "ref_points"}
-        split = dn_meta["dn_num_split"] if dn_meta is not None else None
-
-        def per_layer(queries: slice | None) -> list[dict]:
-            sets = [dict(zip(names.values(), values, strict=True)) for values in zip(
-                *(layers[k] for k in names), strict=True)]
-            if queries is not None:
-                sets = [{k: v[:, queries] for k, v in s.items()} for s in sets]
-            return sets
-
-        def pre(queries: slice | None) -> dict:
-            logits, boxes = layers["pre_logits"], layers["pre_boxes"]
-            if queries is not None:
-                logits, boxes = logits[:, queries], boxes[:, queries]
-            return {"pred_logits": logits, "pred_boxes": boxes}
-
-        match = slice(split[0], None) if split is not None else None
-        sets = per_layer(match)
-        out = dict(sets[-1])
-        out["aux_outputs"] = sets[:-1]
-        out["pre_outputs"] = pre(match)
-        out["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
-        out["project"], out["reg_scale"] = self.project, self.scale
-        if split is not None:
-            dn = slice(0, split[0])
-            out["dn_outputs"] = per_layer(dn)
-            out["dn_pre_outputs"] = pre(dn)
+        d = dn_meta["dn_num_split"][0] if dn_meta is not None else 0  # denoising queries come first
+        sets, pre = self.layer_outputs(layers, slice(d, None))
+        out = {**sets[-1], "aux_outputs": sets[:-1], "pre_outputs": pre,
+               "enc_outputs": {"pred_logits": enc_logits, "pred_boxes": enc_boxes},
+               "project": self.project, "reg_scale": self.scale}
+        if dn_meta is not None:
+            out["dn_outputs"], out["dn_pre_outputs"] = self.layer_outputs(layers, slice(0, d))
             out["dn_meta"] = dn_meta
         return out
+
+    @staticmethod
+    def layer_outputs(layers: dict, queries: slice) -> tuple[list[dict], dict]:
+        """The output dicts of each layer ("pred_logits", "pred_boxes", "pred_corners", "ref_points") and of
+        layer 0's box head ("pred_logits", "pred_boxes"), for the queries in `queries` (dim 1) of `decode`'s lists."""
+        sets = [
+            {"pred_logits": lg[:, queries], "pred_boxes": bx[:, queries], "pred_corners": cr[:, queries],
+             "ref_points": rf[:, queries]}
+            for lg, bx, cr, rf in zip(layers["logits"], layers["boxes"], layers["corners"], layers["refs"], strict=True)
+        ]
+        pre = {"pred_logits": layers["pre_logits"][:, queries], "pred_boxes": layers["pre_boxes"][:, queries]}
+        return sets, pre
 
     def decode(
         self,
