@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from neo.config.check import ConfigError
+from neo.models.dfine.convert import convert_dfine_state_dict, detect_dfine_architecture, is_dfine
 from neo.models.rtdetr.convert import (
     ConversionReport,
     OfficialArchitecture,
@@ -274,11 +275,12 @@ def read_official(path: str | Path, prefer: str = "ema", key: str | None = "impo
         raise CheckpointError(f"{where} holds no RT-DETR weights (no 'model', 'ema.module' or bare state dict; it "
                               f"has {keys}). Fix: {NEO_FIX['import']}.")
     state, picked = found
+    dfine = is_dfine(state)  # D-FINE (Peterande/D-FINE): its own names and presets
     try:
-        architecture = detect_architecture(state)
+        architecture = detect_dfine_architecture(state) if dfine else detect_architecture(state)
     except ValueError as exc:
         raise CheckpointError(f"{where}: {exc} Fix: {NEO_FIX['import']}.") from None
-    converted, report = convert_state_dict(state)
+    converted, report = convert_dfine_state_dict(state) if dfine else convert_state_dict(state)
     report.source = picked
     return OfficialCheckpoint(path, state, picked, architecture, converted, report)
 

@@ -1,4 +1,5 @@
-"""Official RT-DETR checkpoint (lyuwenyu/RT-DETR v1 / v2 ``.pth``) -> neo training checkpoint.
+"""Official RT-DETR checkpoint (lyuwenyu/RT-DETR v1 / v2 ``.pth``) or D-FINE checkpoint (Peterande/D-FINE,
+layout "dfine": :mod:`neo.models.dfine.convert`) -> neo training checkpoint.
 
 The written file is Lightning-format like every neo checkpoint (``state_dict`` with ``net.*`` keys,
 ``hyper_parameters`` of plain containers), so ``neo-train pretrained=``, ``neo-eval``, ``neo-predict`` and
@@ -30,7 +31,7 @@ from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, lo
 from neo.models.rtdetr.sampling_variants import DSP_NAME
 from neo.training.module import RTDETRModule
 
-CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith("rtdetr_"))
+CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith(("rtdetr_", "dfine_")))
 # Official models train and validate at 640x640; the 16:9 canvas of the same width keeps their scale.
 DEFAULT_EVAL_SIZE = "640x360"
 # Variants a user states (the tensors cannot show them) -> the decoder's cross-attention sampling.

@@ -229,7 +229,9 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
 
 LAYOUTS = {"v1": "RT-DETR v1 names: encoder.input_proj.<i>.0/.1, decoder.enc_output.0/.1",
            "v2": "RT-DETRv2 names as released: encoder.input_proj.<i>.conv/.norm, decoder.enc_output.proj/.norm, "
-                 "640x640 anchors"}
+                 "640x640 anchors",
+           "dfine": "D-FINE names as released: backbone.stem/stages.<i> (timm HGNetv2), "
+                    "decoder.decoder.lqe_layers.<i>.reg_conf, 640x640 anchors"}
 
 
 def print_import_report(result, identifier: str, source: Path, verbose: bool = False,
@@ -239,9 +241,10 @@ def print_import_report(result, identifier: str, source: Path, verbose: bool = F
     variant when it was named (``--variant`` or the registry entry)."""
     arch, report = result.architecture, result.report
     per_module = ", ".join(f"{module} {count}" for module, count in report.mapped_by_module().items())
+    family = "D-FINE" if arch.version == "dfine" else f"RT-DETR {arch.version}"
     lines = [
         f"source: {identifier}" + (f" -> {source}" if str(source) != identifier else "") + f" ({report.source})",
-        f"architecture: RT-DETR {arch.version}, preset {result.preset}, {arch.num_classes} classes, "
+        f"architecture: {family}, preset {result.preset}, {arch.num_classes} classes, "
         f"{arch.num_decoder_layers} decoder layers, {result.num_parameters:,} parameters",
         f"layout: {arch.version} ({LAYOUTS.get(arch.version, arch.version)})",
         f"variants: {', '.join(result.variants)}",

@@ -186,3 +186,15 @@ def test_early_check_imports_no_torch() -> None:
                             cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "heavy modules: []" in result.stdout, result.stdout
+
+
+def test_dfine_l_recipe_has_the_official_schedule_on_the_seed_sizes() -> None:
+    cfg = _compose("experiment=dfine_l_1080p")
+    seed = _compose("experiment=rtdetr_r50_1080p")
+    assert cfg.model.name == "dfine_l" and cfg.data.resolution == "1080p"
+    assert [list(s) for s in cfg.data.train_sizes] == [list(s) for s in seed.data.train_sizes]
+    assert cfg.trainer.accumulate_grad_batches == 2 and cfg.trainer.gradient_clip_val == 0.1
+    assert (cfg.optim.lr, cfg.optim.backbone_lr, cfg.optim.weight_decay) == (2.5e-4, 1.25e-5, 1.25e-4)
+    assert cfg.trainer.max_epochs == 80 and cfg.trainer.max_epochs - cfg.data.no_aug_epochs == 72
+    assert (cfg.callbacks.ema.decay, cfg.callbacks.ema.ramp) == (0.9999, 1000)
+    assert cfg.optim.schedule.name == "constant" and cfg.optim.schedule.warmup == 500

@@ -27,7 +27,13 @@ def split_target(target: Tensor, project: Tensor) -> tuple[Tensor, Tensor, Tenso
     return left, 1 - weight_right, weight_right
 
 
-def fgl_loss(logits: Tensor, target: Tensor, project: Tensor, weight: Tensor | None = None) -> Tensor:
+def fgl_loss(
+    logits: Tensor,
+    target: Tensor,
+    project: Tensor,
+    weight: Tensor | None = None,
+    avg_factor: float | Tensor | None = None,
+) -> Tensor:
     """Fine-grained localisation loss: cross-entropy to the two bins around each target.
 
     Args:
@@ -35,6 +41,8 @@ def fgl_loss(logits: Tensor, target: Tensor, project: Tensor, weight: Tensor | N
         target: (N,) target distances.
         project: (reg_max + 1,) bin values.
         weight: (N,) optional per-edge weights (D-FINE uses the matched box's IoU).
+        avg_factor: when given, the weighted sum is divided by it instead (D-FINE: the number of
+            matched boxes, so each box contributes the sum over its four edges).
 
     Returns:
         scalar: weighted mean over edges of wl * CE(left) + wr * CE(left + 1).
@@ -43,6 +51,43 @@ def fgl_loss(logits: Tensor, target: Tensor, project: Tensor, weight: Tensor | N
     log_p = F.log_softmax(logits, dim=-1)
     per_edge = -(weight_left * log_p.gather(1, left[:, None])[:, 0]
                  + weight_right * log_p.gather(1, left[:, None] + 1)[:, 0])
+    if avg_factor is not None:
+        return (per_edge if weight is None else per_edge * weight).sum() / avg_factor
     if weight is None:
         return per_edge.mean()
     return (per_edge * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def ddf_loss(
+    student: Tensor,
+    teacher: Tensor,
+    weight: Tensor,
+    positive: Tensor,
+    num_pos: float,
+    num_neg: float,
+    temperature: float = 5.0,
+) -> Tensor:
+    """Decoupled distillation focal loss of GO-LSD: an earlier layer's edge distributions learn the last one's.
+
+    Args:
+        student: (N, reg_max + 1) bin logits of N edges (an earlier decoder layer).
+        teacher: (N, reg_max + 1) bin logits of the same edges from the last layer (not back-propagated).
+        weight: (N,) per-edge weight (D-FINE: the matched box's IoU for matched queries, the teacher's
+            top class probability for the others).
+        positive: (N,) bool, edges of matched queries.
+        num_pos, num_neg: how much the matched and the unmatched edges' means weigh in the result.
+        temperature: softening of both distributions; the KL is scaled by its square.
+
+    Returns:
+        scalar: (num_pos * mean over matched + num_neg * mean over unmatched) / (num_pos + num_neg) of
+        weight * T^2 * KL(softmax(teacher / T) || softmax(student / T)); a group without edges adds 0.
+    """
+    log_student = F.log_softmax(student / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher.detach() / temperature, dim=-1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(-1)
+    per_edge = weight * temperature**2 * kl
+    positive = positive.to(per_edge.dtype)
+    negative = 1 - positive
+    pos = (per_edge * positive).sum() / positive.sum().clamp(min=1)  # masked means without a host read
+    neg = (per_edge * negative).sum() / negative.sum().clamp(min=1)
+    return (pos * num_pos + neg * num_neg) / max(num_pos + num_neg, 1e-12)

@@ -19,6 +19,11 @@ PRESETS = (
     "rtdetr_hgnetv2_l",
     "rtdetr_hgnetv2_x",
     "rtdetr_hgnetv2_h",
+    "dfine_n",
+    "dfine_s",
+    "dfine_m",
+    "dfine_l",
+    "dfine_x",
 )
 
 
