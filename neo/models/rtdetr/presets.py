@@ -21,6 +21,8 @@ PRESETS: tuple[str, ...] = tuple(sorted(
     entry.name.removesuffix(".yaml") for entry in _model_folder().iterdir()
     if entry.name.endswith(".yaml") and not entry.name.startswith("_")
 ))
+# Presets of an official release (RT-DETR v1/v2, D-FINE) whose checkpoints `neo-weights import` converts.
+CONVERTIBLE_PRESETS: tuple[str, ...] = tuple(name for name in PRESETS if name.startswith(("rtdetr_", "dfine_")))
 
 
 def load_preset_config(
