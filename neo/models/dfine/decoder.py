@@ -10,25 +10,23 @@ Class scores get the LQE term (how peaked the distributions are).
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from neo.models.rtdetr.decoder import QueryDecoder
+from neo.models.rtdetr.decoder import QueryDecoder, TransformerDecoder
 from neo.models.rtdetr.layers import MLP, ConvNormLayer, inverse_sigmoid
 
 from .decoder_layer import DFINEDecoderLayer
 from .fdr import LocalizationQuality, distance_to_box, integral, weighting_function
 
 
-class DFINELayers(nn.Module):
-    """The decoder layers and their LQE heads (keys `layers.{i}.*`, `lqe_layers.{i}.*`)."""
+class DFINELayers(TransformerDecoder):
+    """RT-DETR's stack of decoder layers with their LQE heads (keys `layers.{i}.*`, `lqe_layers.{i}.*`)."""
 
     def __init__(self, layer: DFINEDecoderLayer, num_layers: int, reg_max: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        super().__init__(layer, num_layers)
         self.lqe_layers = nn.ModuleList(LocalizationQuality(reg_max, 4, 64, 2) for _ in range(num_layers))
 
 
