@@ -113,7 +113,7 @@ def test_gate_starts_as_the_normalised_average():
 
 def test_level_with_hidden_channels_enters_unprojected():
     dec = _decoder(feat_channels=[32, 48, 32])
-    assert [type(p).__name__ for p in dec.input_proj] == ["Identity", "Sequential", "Identity"]
+    assert [type(p).__name__ for p in dec.input_proj] == ["Identity", "ConvNormLayer", "Identity"]
 
 
 @pytest.mark.parametrize("h, w", [(72, 128), (99, 176)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from neo.models.rtdetr import sincos_2d_embedding
@@ -54,15 +55,14 @@ def test_distinct_positions_on_non_square_maps():
 
 
 def test_official_layout_reproduces_the_official_formula_on_every_size():
-    from neo.models.rtdetr.position import official_sincos_2d_embedding, position_embedding
-
     for h, w in [(1, 1), (5, 5), (12, 20), (20, 12), (17, 30), (34, 60)]:
-        got = official_sincos_2d_embedding(h, w, 64)
+        got = sincos_2d_embedding(h, w, 64, layout="official")
         assert got.shape == (1, h * w, 64)
         torch.testing.assert_close(got, official_formula(w, h, 64), rtol=0, atol=1e-6)
-        torch.testing.assert_close(position_embedding("official", h, w, 64), got, rtol=0, atol=0)
-        torch.testing.assert_close(position_embedding("consistent", h, w, 64), sincos_2d_embedding(h, w, 64),
+        torch.testing.assert_close(sincos_2d_embedding(h, w, 64, layout="consistent"), sincos_2d_embedding(h, w, 64),
                                    rtol=0, atol=0)
+    with pytest.raises(ValueError, match="consistent.*official.*'x-major'"):
+        sincos_2d_embedding(4, 4, 64, layout="x-major")
 
 
 def test_encoder_layout_option_changes_outputs_only_off_square():

@@ -6,8 +6,9 @@ Names are imported lazily (PEP 562), as in :mod:`neo.models.rtdetr`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neo.lazy import lazy_exports
 
 _EXPORTS = {
     "DFINEHybridEncoder": "encoder",
@@ -17,6 +18,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .criterion import DFINECriterion  # noqa: F401
@@ -24,10 +26,3 @@ if TYPE_CHECKING:
     from .decoder_layer import DFINEDecoderLayer  # noqa: F401
     from .encoder import DFINEHybridEncoder  # noqa: F401
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value

@@ -17,22 +17,18 @@ import re
 
 import torch
 
-from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture
+from neo.models.rtdetr.convert import DROPPED as RTDETR_DROPPED
+from neo.models.rtdetr.convert import HGNETV2_RENAMES, ConversionReport, OfficialArchitecture, rename_keys
 
 LAYOUT = "dfine"
 RENAMES = [
-    (re.compile(r"^backbone\.stem\."), "backbone.model.stem."),
-    (re.compile(r"^backbone\.stages\.(\d+)\."), r"backbone.model.stages_\1."),
+    *HGNETV2_RENAMES,
     (re.compile(r"^(decoder\.decoder\.lqe_layers\.\d+)\.reg_conf\.layers\.0\."), r"\1.mlp.0."),
     (re.compile(r"^(decoder\.decoder\.lqe_layers\.\d+)\.reg_conf\.layers\.1\."), r"\1.mlp.2."),
 ]
 DROPPED = {
-    re.compile(r"^decoder\.anchors$"): "size-bound buffer (640x640 anchors); neo builds anchors per input size",
-    re.compile(r"^decoder\.valid_mask$"): "size-bound buffer (640x640 valid mask); neo builds it per input size",
+    **RTDETR_DROPPED,  # the 640x640 anchors and valid mask, the points-per-level scales
     re.compile(r"^decoder\.decoder\.(up|reg_scale)$"): "second name of decoder.up / decoder.reg_scale",
-    re.compile(r"^decoder\.decoder\.layers\.\d+\.cross_attn\.num_points_scale$"): (
-        "derived buffer (1 / points per level); neo recomputes it"
-    ),
 }
 MARKER = re.compile(r"^decoder\.decoder\.lqe_layers\.\d+\.")
 # (stem1 channels, stem4 channels, feature levels) -> preset (HGNetv2 B0: 16/16, B2: 24/32, B4: 32/48, B5: 32/64)
@@ -54,25 +50,7 @@ def convert_dfine_state_dict(
     official: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], ConversionReport]:
     """Rename / drop official D-FINE keys (prefix `module.` stripped). Returns (neo_state_dict, report)."""
-    report = ConversionReport()
-    out = {}
-    for key, value in official.items():
-        key = key.removeprefix("module.")
-        reason = next((why for pattern, why in DROPPED.items() if pattern.match(key)), None)
-        if reason is not None:
-            report.dropped[key] = reason
-            if key.endswith("num_points_scale"):
-                report.derived[key] = value
-            continue
-        new = key
-        for pattern, repl in RENAMES:
-            new = pattern.sub(repl, new)
-        if new != key:
-            report.renamed[key] = new
-        out[new] = value
-    if "decoder.enc_score_head.weight" in out:
-        report.num_classes = int(out["decoder.enc_score_head.weight"].shape[0])
-    return out, report
+    return rename_keys(official, RENAMES, DROPPED)
 
 
 def detect_dfine_architecture(state_dict: dict[str, torch.Tensor]) -> OfficialArchitecture:

@@ -1,4 +1,5 @@
-"""D-FINE decoder: RT-DETR query selection and denoising, then fine-grained distribution refinement (FDR).
+"""D-FINE decoder: RT-DETR's anchors, memory and denoising queries (:class:`~neo.models.rtdetr.decoder.QueryDecoder`),
+its own query selection, then fine-grained distribution refinement (FDR).
 
 Layer 0 predicts a plain box (the "pre" box) that becomes the reference of every later step; each layer
 i then predicts four edge distributions of ``reg_max + 1`` bins, added to the previous layer's logits
@@ -9,30 +10,27 @@ Class scores get the LQE term (how peaked the distributions are).
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
-from neo.models.rtdetr.decoder import RTDETRDecoder
-from neo.models.rtdetr.denoising import build_denoising_queries
-from neo.models.rtdetr.layers import MLP, bias_init_with_prob, inverse_sigmoid
+from neo.models.rtdetr.decoder import QueryDecoder, TransformerDecoder
+from neo.models.rtdetr.layers import MLP, ConvNormLayer, inverse_sigmoid
 
 from .decoder_layer import DFINEDecoderLayer
 from .fdr import LocalizationQuality, distance_to_box, integral, weighting_function
 
 
-class DFINELayers(nn.Module):
-    """The decoder layers and their LQE heads (keys `layers.{i}.*`, `lqe_layers.{i}.*`)."""
+class DFINELayers(TransformerDecoder):
+    """RT-DETR's stack of decoder layers with their LQE heads (keys `layers.{i}.*`, `lqe_layers.{i}.*`)."""
 
     def __init__(self, layer: DFINEDecoderLayer, num_layers: int, reg_max: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        super().__init__(layer, num_layers)
         self.lqe_layers = nn.ModuleList(LocalizationQuality(reg_max, 4, 64, 2) for _ in range(num_layers))
 
 
-class DFINEDecoder(nn.Module):
+class DFINEDecoder(QueryDecoder):
     """Query selection + denoising + FDR decoder layers.
 
     Args:
@@ -80,19 +78,8 @@ class DFINEDecoder(nn.Module):
         anchor_eps: float = 1e-2,
         anchor_size: float = 0.05,
     ) -> None:
-        super().__init__()
-        self.num_classes, self.hidden_dim, self.num_queries = num_classes, hidden_dim, num_queries
-        self.num_levels = len(feat_channels)
-        self.num_layers = num_layers
-        self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
-        if not 0 <= self.eval_idx < num_layers:
-            raise ValueError(f"eval_idx={eval_idx} is outside the {num_layers} decoder layers")
-        self.num_denoising, self.label_noise_ratio, self.box_noise_scale = (
-            num_denoising,
-            label_noise_ratio,
-            box_noise_scale,
-        )
-        self.anchor_eps, self.anchor_size = anchor_eps, anchor_size
+        super().__init__(num_classes, feat_channels, hidden_dim, num_queries, num_layers, num_denoising,
+                         label_noise_ratio, box_noise_scale, eval_idx, anchor_eps, anchor_size)
         self.reg_max, self.scale = reg_max, float(reg_scale)
         # fixed (not trained) but parameters, as officially: state-dict keys and parameter counts agree
         self.up = nn.Parameter(torch.tensor([float(up)]), requires_grad=False)
@@ -100,12 +87,7 @@ class DFINEDecoder(nn.Module):
         self.register_buffer("project", weighting_function(reg_max, up, reg_scale), persistent=False)
 
         self.input_proj = nn.ModuleList(
-            nn.Identity()
-            if c == hidden_dim
-            else nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim))
-            )
-            for c in feat_channels
+            nn.Identity() if c == hidden_dim else ConvNormLayer(c, hidden_dim, 1) for c in feat_channels
         )
         layer = DFINEDecoderLayer(hidden_dim, num_heads, ffn_dim, dropout, act, self.num_levels, num_points)
         self.decoder = DFINELayers(layer, num_layers, reg_max)
@@ -124,23 +106,10 @@ class DFINEDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bias = bias_init_with_prob(0.01)
-        for head in [self.enc_score_head, *self.dec_score_head]:
-            nn.init.constant_(head.bias, bias)
-        for mlp in [self.enc_bbox_head, self.pre_bbox_head, *self.dec_bbox_head]:
-            nn.init.zeros_(mlp.layers[-1].weight)
-            nn.init.zeros_(mlp.layers[-1].bias)
-        nn.init.xavier_uniform_(self.enc_output.proj.weight)
-        for layer in self.query_pos_head.layers:
-            nn.init.xavier_uniform_(layer.weight)
-        for proj in self.input_proj:
-            if not isinstance(proj, nn.Identity):
-                nn.init.xavier_uniform_(proj.conv.weight)
-
-    # RT-DETR's anchor grid (from the actual level sizes) and memory flattening, unchanged: they read
-    # anchor_eps / anchor_size and input_proj / num_levels, which this decoder has under the same names
-    anchors = RTDETRDecoder.anchors
-    flatten_memory = RTDETRDecoder.flatten_memory
+        """As RT-DETR's, and layer 0's plain box head starts at zero like the other box heads."""
+        super().reset_parameters()
+        nn.init.zeros_(self.pre_bbox_head.layers[-1].weight)
+        nn.init.zeros_(self.pre_bbox_head.layers[-1].bias)
 
     def select_queries(
         self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]
@@ -164,21 +133,7 @@ class DFINEDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor], targets: list[dict] | None = None) -> dict:
         memory, shapes = self.flatten_memory(feats)
         content, ref_unact, enc_logits, enc_boxes = self.select_queries(memory, shapes)
-        dn_meta, attn_mask = None, None
-        if self.training and self.num_denoising > 0:
-            if targets is None:
-                raise ValueError("training with denoising needs targets: call model(images, targets)")
-            dn_query, dn_ref, attn_mask, dn_meta = build_denoising_queries(
-                targets,
-                self.num_classes,
-                content.shape[1],
-                self.denoising_class_embed,
-                self.num_denoising,
-                self.label_noise_ratio,
-                self.box_noise_scale,
-            )
-            content = torch.cat([dn_query.to(content.dtype), content], 1)
-            ref_unact = torch.cat([dn_ref.to(ref_unact.dtype), ref_unact], 1)
+        content, ref_unact, attn_mask, dn_meta = self.add_denoising_queries(content, ref_unact, targets)
         layers = self.decode(content, ref_unact, memory, shapes, attn_mask)
         if not self.training:
             return {"pred_logits": layers["logits"][-1], "pred_boxes": layers["boxes"][-1]}

@@ -18,15 +18,8 @@ class DeformableSampling(MSDeformableAttention):
             spatial_shapes [(H_l, W_l)]) -> [B, Q, C]
     """
 
-    def __init__(
-        self,
-        dim: int = 256,
-        num_heads: int = 8,
-        num_levels: int = 3,
-        num_points: int | list[int] = 4,
-        offset_scale: float = 0.5,
-    ) -> None:
-        super().__init__(dim, num_heads, num_levels, num_points, offset_scale)  # offsets on rays, uniform weights
+    def __init__(self, dim: int, num_heads: int, num_levels: int, num_points: int | list[int]) -> None:
+        super().__init__(dim, num_heads, num_levels, num_points)  # offsets on rays, uniform weights
         self.value_proj, self.output_proj = nn.Identity(), nn.Identity()  # (reset_parameters: at construction only)
 
 
@@ -58,6 +51,8 @@ class DFINEDecoderLayer(TransformerDecoderLayer):
     attn_mask: [Q, Q] bool (True = may not attend) or None -> [B, Q, C]
     """
 
+    ffn_clamp = 65504.0  # the FFN sum stays within float16's range, as officially
+
     def __init__(
         self,
         dim: int = 256,
@@ -75,19 +70,6 @@ class DFINEDecoderLayer(TransformerDecoderLayer):
         nn.init.xavier_uniform_(self.linear1.weight)
         nn.init.xavier_uniform_(self.linear2.weight)
 
-    def forward(
-        self,
-        tgt: torch.Tensor,
-        reference_points: torch.Tensor,
-        memory: torch.Tensor,
-        spatial_shapes: list[tuple[int, int]],
-        query_pos: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        q = k = tgt + query_pos
-        attn = self.self_attn(q, k, value=tgt, attn_mask=attn_mask, need_weights=False)[0]
-        tgt = self.norm1(tgt + self.dropout1(attn))
-        cross = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes)
-        tgt = self.gateway(tgt, self.dropout2(cross))
-        ffn = self.linear2(self.dropout3(self.activation(self.linear1(tgt))))
-        return self.norm3((tgt + self.dropout4(ffn)).clamp(-65504, 65504))
+    def merge_cross(self, tgt: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        """Residual stream [B, Q, C] and cross-attention output [B, Q, C] -> [B, Q, C]: the gate."""
+        return self.gateway(tgt, cross)

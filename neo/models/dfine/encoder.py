@@ -8,7 +8,7 @@ depthwise 3x3 stride-2 conv), as in the official D-FINE encoder.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,12 +84,12 @@ class DFINEHybridEncoder(HybridEncoder):
     Args:
         in_channels: backbone channels per level (strides 8/16/32, or 16/32 for the N model).
         hidden_dim: channels of every output level.
-        use_encoder_idx: levels that get AIFI (the coarsest one officially).
-        num_encoder_layers, num_heads, ffn_dim, dropout, enc_act: AIFI layer settings.
         expansion: GELAN branch width = round(expansion * hidden_dim // 2).
         depth_mult: RepVGG blocks per CSP layer = round(3 * depth_mult).
         act: activation of the fusion blocks.
-        pe_temperature, position_embedding: as in :class:`neo.models.rtdetr.HybridEncoder`.
+        **aifi: the AIFI and position-embedding settings of :class:`neo.models.rtdetr.HybridEncoder`, with its
+            defaults (use_encoder_idx, num_encoder_layers, num_heads, ffn_dim, dropout, enc_act, pe_temperature,
+            position_embedding).
 
     forward: list of [B, in_channels[i], H_i, W_i] -> list of [B, hidden_dim, H_i, W_i] (same sizes, any H_i, W_i).
     """
@@ -98,26 +98,14 @@ class DFINEHybridEncoder(HybridEncoder):
         self,
         in_channels: list[int],
         hidden_dim: int = 256,
-        use_encoder_idx: list[int] = (2,),
-        num_encoder_layers: int = 1,
-        num_heads: int = 8,
-        ffn_dim: int = 1024,
-        dropout: float = 0.0,
-        enc_act: str = "gelu",
+        *,
         expansion: float = 1.0,
         depth_mult: float = 1.0,
         act: str = "silu",
-        pe_temperature: float = 10000.0,
-        position_embedding: str = "consistent",
+        **aifi: Any,
     ) -> None:
-        super().__init__(in_channels, hidden_dim, use_encoder_idx, num_encoder_layers, num_heads, ffn_dim,
-                         dropout, enc_act, expansion, depth_mult, act, pe_temperature, position_embedding)
-        self.input_proj = nn.ModuleList(
-            nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim))
-            )
-            for c in in_channels
-        )
+        super().__init__(in_channels, hidden_dim, expansion=expansion, depth_mult=depth_mult, act=act, **aifi)
+        self.input_proj = nn.ModuleList(ConvNormLayer(c, hidden_dim, 1) for c in in_channels)
         n = len(in_channels)
         blocks = round(3 * depth_mult)
         branch = round(expansion * hidden_dim // 2)

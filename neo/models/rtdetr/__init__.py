@@ -7,8 +7,9 @@ pay for timm or Hydra.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neo.lazy import lazy_exports
 
 _EXPORTS = {
     "RTDETR": "rtdetr",
@@ -28,6 +29,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .criterion import SetCriterion  # noqa: F401
@@ -42,10 +44,3 @@ if TYPE_CHECKING:
     from .rtdetr import RTDETR  # noqa: F401
     from .timm_backbone import TimmBackbone  # noqa: F401
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value

@@ -27,6 +27,11 @@ from torch import nn
 from .presnet import depth_of_layout
 from .sampling_variants import DEFAULT_POINTS, detect_num_points, points_from_scale
 
+# official HGNetv2 module names (RT-DETR's and D-FINE's) -> timm's inside neo's TimmBackbone
+HGNETV2_RENAMES = [
+    (re.compile(r"^backbone\.stem\."), "backbone.model.stem."),
+    (re.compile(r"^backbone\.stages\.(\d+)\."), r"backbone.model.stages_\1."),
+]
 RENAMES = [
     (re.compile(r"^encoder\.input_proj\.(\d+)\.conv\."), r"encoder.input_proj.\1.0."),
     (re.compile(r"^encoder\.input_proj\.(\d+)\.norm\."), r"encoder.input_proj.\1.1."),
@@ -34,8 +39,7 @@ RENAMES = [
     (re.compile(r"^decoder\.enc_output\.norm\."), "decoder.enc_output.1."),
     # official HGNetv2 -> timm's HGNetv2 inside neo's TimmBackbone (first: the stem's pad + conv Sequential)
     (re.compile(r"^backbone\.stem\.(stem2[ab])\.conv\.1\."), r"backbone.stem.\1.conv."),
-    (re.compile(r"^backbone\.stem\."), "backbone.model.stem."),
-    (re.compile(r"^backbone\.stages\.(\d+)\."), r"backbone.model.stages_\1."),
+    *HGNETV2_RENAMES,
     (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_squeeze_conv\."), r"\1.aggregation.0."),
     (re.compile(r"^(backbone\.model\.stages_\d+\.blocks\.\d+)\.aggregation_excitation_conv\."), r"\1.aggregation.1."),
 ]
@@ -117,19 +121,30 @@ def extract_state_dict(checkpoint: dict, prefer: str = "ema") -> tuple[dict[str,
 
 
 def convert_state_dict(official: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], ConversionReport]:
-    """Rename / drop official keys (module-prefix `module.` stripped). Returns (neo_state_dict, report)."""
+    """Rename / drop official RT-DETR keys (module-prefix `module.` stripped). Returns (neo_state_dict, report)."""
+    return rename_keys(official, RENAMES, DROPPED)
+
+
+def rename_keys(
+    official: dict[str, torch.Tensor], renames: list[tuple[re.Pattern, str]], dropped: dict[re.Pattern, str]
+) -> tuple[dict[str, torch.Tensor], ConversionReport]:
+    """Strip `module.`, drop the keys a `dropped` pattern matches (keeping the points-per-level buffers in
+    the report's `derived` for the check in `load_converted`), apply every `renames` substitution in order.
+
+    Returns (neo_state_dict, report) with the renamed and dropped keys and the class count of the class head.
+    """
     report = ConversionReport()
     out = {}
     for key, value in official.items():
         key = key.removeprefix("module.")
-        reason = next((why for pattern, why in DROPPED.items() if pattern.match(key)), None)
+        reason = next((why for pattern, why in dropped.items() if pattern.match(key)), None)
         if reason is not None:
             report.dropped[key] = reason
             if key.endswith("num_points_scale"):
                 report.derived[key] = value
             continue
         new = key
-        for pattern, repl in RENAMES:
+        for pattern, repl in renames:
             new = pattern.sub(repl, new)
         if new != key:
             report.renamed[key] = new

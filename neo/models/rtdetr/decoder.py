@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from .deformable_attention import MSDeformableAttention
 from .denoising import build_denoising_queries
-from .layers import MLP, bias_init_with_prob, get_activation, inverse_sigmoid
+from .layers import MLP, ConvNormLayer, bias_init_with_prob, get_activation, inverse_sigmoid
 
 
 class TransformerDecoderLayer(nn.Module):
     """Self-attention -> add&LN -> deformable cross-attention -> add&LN -> FFN -> add&LN.
 
-    tgt, query_pos: [B, Q, C]; reference_points: [B, Q, 1, 4]; memory: [B, S, C] -> [B, Q, C]
+    Subclasses change the cross-attention merge (`merge_cross`) and bound the FFN sum (`ffn_clamp`).
+    tgt, query_pos: [B, Q, C]; reference_points: [B, Q, 1, 4]; memory: [B, S, C];
+    attn_mask: [Q, Q] bool (True = may not attend) or None -> [B, Q, C]
     """
+
+    ffn_clamp: float | None = None  # bound of the FFN residual sum before norm3 (None: unbounded)
 
     def __init__(
         self,
@@ -57,9 +60,16 @@ class TransformerDecoderLayer(nn.Module):
         attn = self.self_attn(q, k, value=tgt, attn_mask=attn_mask, need_weights=False)[0]
         tgt = self.norm1(tgt + self.dropout1(attn))
         cross = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes)
-        tgt = self.norm2(tgt + self.dropout2(cross))
+        tgt = self.merge_cross(tgt, self.dropout2(cross))
         ffn = self.linear2(self.dropout3(self.activation(self.linear1(tgt))))
-        return self.norm3(tgt + self.dropout4(ffn))
+        out = tgt + self.dropout4(ffn)
+        if self.ffn_clamp is not None:
+            out = out.clamp(-self.ffn_clamp, self.ffn_clamp)
+        return self.norm3(out)
+
+    def merge_cross(self, tgt: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        """Residual stream [B, Q, C] and cross-attention output [B, Q, C] -> [B, Q, C]: add & LayerNorm."""
+        return self.norm2(tgt + cross)
 
 
 class TransformerDecoder(nn.Module):
@@ -70,7 +80,119 @@ class TransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
 
 
-class RTDETRDecoder(nn.Module):
+class QueryDecoder(nn.Module):
+    """What RT-DETR's and D-FINE's decoders share: their settings, the anchor grid, the projected memory,
+    the denoising queries and the head initialisation. Subclasses build the modules under the official
+    names (`input_proj`, `decoder`, `denoising_class_embed`, `query_pos_head`, `enc_output`, `enc_score_head`,
+    `enc_bbox_head`, `dec_score_head`, `dec_bbox_head`) and select and refine the queries.
+
+    Args: as :class:`RTDETRDecoder` (the settings both decoders have).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        feat_channels: list[int],
+        hidden_dim: int,
+        num_queries: int,
+        num_layers: int,
+        num_denoising: int,
+        label_noise_ratio: float,
+        box_noise_scale: float,
+        eval_idx: int,
+        anchor_eps: float,
+        anchor_size: float,
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.hidden_dim, self.num_queries = num_classes, hidden_dim, num_queries
+        self.num_levels = len(feat_channels)
+        self.num_layers = num_layers
+        self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
+        if not 0 <= self.eval_idx < num_layers:
+            raise ValueError(f"eval_idx={eval_idx} is outside the {num_layers} decoder layers")
+        self.num_denoising, self.label_noise_ratio, self.box_noise_scale = num_denoising, label_noise_ratio, box_noise_scale
+        self.anchor_eps, self.anchor_size = anchor_eps, anchor_size
+
+    def reset_parameters(self) -> None:
+        """Class heads at prior 0.01, box heads' last layer at zero, Xavier for the projections."""
+        bias = bias_init_with_prob(0.01)
+        for head in [self.enc_score_head, *self.dec_score_head]:
+            nn.init.constant_(head.bias, bias)
+        for mlp in [self.enc_bbox_head, *self.dec_bbox_head]:
+            nn.init.zeros_(mlp.layers[-1].weight)
+            nn.init.zeros_(mlp.layers[-1].bias)
+        nn.init.xavier_uniform_(self.enc_output[0].weight)
+        for layer in self.query_pos_head.layers:
+            nn.init.xavier_uniform_(layer.weight)
+        for proj in self.input_proj:
+            if not isinstance(proj, nn.Identity):
+                nn.init.xavier_uniform_(proj.conv.weight)
+
+    def anchors(
+        self, spatial_shapes: list[tuple[int, int]], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchors from the ACTUAL level sizes.
+
+        Returns: anchors [1, S, 4] in logit space (+inf where invalid), valid_mask [1, S, 1] bool.
+        """
+        out = []
+        for level, (h, w) in enumerate(spatial_shapes):
+            y, x = torch.meshgrid(
+                torch.arange(h, device=device, dtype=torch.float32),
+                torch.arange(w, device=device, dtype=torch.float32),
+                indexing="ij",
+            )
+            size = torch.tensor([w, h], dtype=torch.float32)
+            if size.device != device:  # built on the host: an upload that does not wait for the device
+                size = size.to(device, non_blocking=True)
+            xy = (torch.stack([x, y], -1) + 0.5) / size
+            wh = torch.full_like(xy, self.anchor_size * 2.0**level)
+            out.append(torch.cat([xy, wh], -1).reshape(1, h * w, 4))
+        anchors = torch.cat(out, 1)
+        valid = ((anchors > self.anchor_eps) & (anchors < 1 - self.anchor_eps)).all(-1, keepdim=True)
+        anchors = torch.log(anchors / (1 - anchors))
+        anchors = torch.where(valid, anchors, torch.full_like(anchors, float("inf")))
+        return anchors.to(dtype), valid
+
+    def flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Project and concatenate levels: memory [B, S, hidden], shapes [(H_l, W_l)] (row-major)."""
+        if len(feats) != self.num_levels:
+            raise ValueError(f"decoder expects {self.num_levels} levels, got {len(feats)}")
+        memory, shapes = [], []
+        for proj, feat in zip(self.input_proj, feats, strict=True):
+            f = proj(feat)
+            shapes.append((int(f.shape[2]), int(f.shape[3])))
+            memory.append(f.flatten(2).transpose(1, 2))
+        return torch.cat(memory, 1), shapes
+
+    def add_denoising_queries(
+        self, content: torch.Tensor, ref_unact: torch.Tensor, targets: list[dict] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict | None]:
+        """In training with denoising, put the noisy ground-truth queries (`build_denoising_queries`) before
+        the selected ones; otherwise pass the queries through.
+
+        content [B, Q, C], ref_unact [B, Q, 4] -> content [B, D + Q, C], ref_unact [B, D + Q, 4],
+        attn_mask [D + Q, D + Q] bool or None, dn_meta (D = dn_meta["dn_num_split"][0]) or None.
+        """
+        if not (self.training and self.num_denoising > 0):
+            return content, ref_unact, None, None
+        if targets is None:
+            raise ValueError("training with denoising needs targets: call model(images, targets)")
+        dn_query, dn_ref, attn_mask, dn_meta = build_denoising_queries(
+            targets,
+            self.num_classes,
+            content.shape[1],
+            self.denoising_class_embed,
+            self.num_denoising,
+            self.label_noise_ratio,
+            self.box_noise_scale,
+        )
+        content = torch.cat([dn_query.to(content.dtype), content], 1)
+        ref_unact = torch.cat([dn_ref.to(ref_unact.dtype), ref_unact], 1)
+        return content, ref_unact, attn_mask, dn_meta
+
+
+class RTDETRDecoder(QueryDecoder):
     """Query selection + denoising + decoder layers with iterative box refinement.
 
     Args:
@@ -111,26 +233,9 @@ class RTDETRDecoder(nn.Module):
         anchor_size: float = 0.05,
         sampling: str = "bilinear",
     ) -> None:
-        super().__init__()
-        self.num_classes, self.hidden_dim, self.num_queries = num_classes, hidden_dim, num_queries
-        self.num_levels = len(feat_channels)
-        self.num_layers = num_layers
-        self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
-        if not 0 <= self.eval_idx < num_layers:
-            raise ValueError(f"eval_idx={eval_idx} is outside the {num_layers} decoder layers")
-        self.num_denoising, self.label_noise_ratio, self.box_noise_scale = (
-            num_denoising,
-            label_noise_ratio,
-            box_noise_scale,
-        )
-        self.anchor_eps, self.anchor_size = anchor_eps, anchor_size
-
-        self.input_proj = nn.ModuleList(
-            nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim))
-            )
-            for c in feat_channels
-        )
+        super().__init__(num_classes, feat_channels, hidden_dim, num_queries, num_layers, num_denoising,
+                         label_noise_ratio, box_noise_scale, eval_idx, anchor_eps, anchor_size)
+        self.input_proj = nn.ModuleList(ConvNormLayer(c, hidden_dim, 1) for c in feat_channels)
         layer = TransformerDecoderLayer(
             hidden_dim, num_heads, ffn_dim, dropout, act, self.num_levels, num_points, sampling
         )
@@ -145,56 +250,6 @@ class RTDETRDecoder(nn.Module):
             MLP(hidden_dim, hidden_dim, 4, num_layers=3) for _ in range(num_layers)
         )
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bias = bias_init_with_prob(0.01)
-        for head in [self.enc_score_head, *self.dec_score_head]:
-            nn.init.constant_(head.bias, bias)
-        for mlp in [self.enc_bbox_head, *self.dec_bbox_head]:
-            nn.init.zeros_(mlp.layers[-1].weight)
-            nn.init.zeros_(mlp.layers[-1].bias)
-        nn.init.xavier_uniform_(self.enc_output[0].weight)
-        for layer in self.query_pos_head.layers:
-            nn.init.xavier_uniform_(layer.weight)
-        for proj in self.input_proj:
-            nn.init.xavier_uniform_(proj.conv.weight)
-
-    def anchors(
-        self, spatial_shapes: list[tuple[int, int]], device: torch.device, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchors from the ACTUAL level sizes.
-
-        Returns: anchors [1, S, 4] in logit space (+inf where invalid), valid_mask [1, S, 1] bool.
-        """
-        out = []
-        for level, (h, w) in enumerate(spatial_shapes):
-            y, x = torch.meshgrid(
-                torch.arange(h, device=device, dtype=torch.float32),
-                torch.arange(w, device=device, dtype=torch.float32),
-                indexing="ij",
-            )
-            size = torch.tensor([w, h], dtype=torch.float32)
-            if size.device != device:  # built on the host: an upload that does not wait for the device
-                size = size.to(device, non_blocking=True)
-            xy = (torch.stack([x, y], -1) + 0.5) / size
-            wh = torch.full_like(xy, self.anchor_size * 2.0**level)
-            out.append(torch.cat([xy, wh], -1).reshape(1, h * w, 4))
-        anchors = torch.cat(out, 1)
-        valid = ((anchors > self.anchor_eps) & (anchors < 1 - self.anchor_eps)).all(-1, keepdim=True)
-        anchors = torch.log(anchors / (1 - anchors))
-        anchors = torch.where(valid, anchors, torch.full_like(anchors, float("inf")))
-        return anchors.to(dtype), valid
-
-    def flatten_memory(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Project and concatenate levels: memory [B, S, hidden], shapes [(H_l, W_l)] (row-major)."""
-        if len(feats) != self.num_levels:
-            raise ValueError(f"decoder expects {self.num_levels} levels, got {len(feats)}")
-        memory, shapes = [], []
-        for proj, feat in zip(self.input_proj, feats, strict=True):
-            f = proj(feat)
-            shapes.append((int(f.shape[2]), int(f.shape[3])))
-            memory.append(f.flatten(2).transpose(1, 2))
-        return torch.cat(memory, 1), shapes
 
     def select_queries(
         self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]
@@ -219,21 +274,7 @@ class RTDETRDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor], targets: list[dict] | None = None) -> dict:
         memory, shapes = self.flatten_memory(feats)
         content, ref_unact, enc_logits, enc_boxes = self.select_queries(memory, shapes)
-        dn_meta, attn_mask = None, None
-        if self.training and self.num_denoising > 0:
-            if targets is None:
-                raise ValueError("training with denoising needs targets: call model(images, targets)")
-            dn_query, dn_ref, attn_mask, dn_meta = build_denoising_queries(
-                targets,
-                self.num_classes,
-                content.shape[1],
-                self.denoising_class_embed,
-                self.num_denoising,
-                self.label_noise_ratio,
-                self.box_noise_scale,
-            )
-            content = torch.cat([dn_query.to(content.dtype), content], 1)
-            ref_unact = torch.cat([dn_ref.to(ref_unact.dtype), ref_unact], 1)
+        content, ref_unact, attn_mask, dn_meta = self.add_denoising_queries(content, ref_unact, targets)
         boxes, logits = self.decode(content, ref_unact, memory, shapes, attn_mask)
 
         if dn_meta is not None:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNormLayer, get_activation
-from .position import POSITION_EMBEDDINGS, position_embedding
+from .position import POSITION_EMBEDDINGS, sincos_2d_embedding
 from .repvgg import CSPRepLayer, RepVggBlock
 
 
@@ -124,7 +124,7 @@ class HybridEncoder(nn.Module):
         for encoder, level in zip(self.encoder, self.use_encoder_idx, strict=True):
             b, c, h, w = proj[level].shape
             src = proj[level].flatten(2).transpose(1, 2)  # [B, H*W, C], row-major
-            pos = position_embedding(self.position_embedding, h, w, c, self.pe_temperature, src.device, src.dtype)
+            pos = sincos_2d_embedding(h, w, c, self.pe_temperature, src.device, src.dtype, self.position_embedding)
             proj[level] = (
                 encoder(src, pos)
                 .transpose(1, 2)
