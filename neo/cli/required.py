@@ -1,5 +1,6 @@
-"""Required ``key=value`` options of the Hydra commands (``???`` in their config): one clear line instead of
-omegaconf's MissingMandatoryValue traceback."""
+"""The options of neo-eval and neo-predict checked before any work: required ``key=value`` options (``???`` in
+their config) and keys nothing reads (a ``+weightz=raw``), one message instead of omegaconf's
+MissingMandatoryValue traceback or a silently ignored setting."""
 
 from __future__ import annotations
 
@@ -15,3 +16,17 @@ def missing_options(cfg: DictConfig, command: str, required: dict[str, str], exa
     verb = "is" if len(missing) == 1 else "are"
     return (f"{' and '.join(f'{n}=' for n in missing)} {verb} required ({wanted}); {command} has no default for "
             f"{'it' if len(missing) == 1 else 'them'}. Example: {example}")
+
+
+def option_problems(cfg: DictConfig, config_name: str, command: str, required: dict[str, str],
+                    example: str) -> str | None:
+    """Every problem of a command's options in one message (unknown keys with "did you mean", then the required
+    options left unset), or None. config_name: the command's primary config (``eval`` for conf/eval.yaml)."""
+    from neo.cli.override_errors import unknown_top_level_keys
+
+    problems = unknown_top_level_keys(cfg, config_name)
+    missing = missing_options(cfg, command, required, example)
+    problems += [missing] if missing else []
+    if len(problems) <= 1:
+        return problems[0] if problems else None
+    return f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from neo.config_problems import UserError
 from neo.data.array_file import ArrayFileError, read_array_file, write_array_file
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ FORMAT_VERSION = 1
 _SAMPLE_BYTES = 1 << 20  # head and tail of the JSON hashed into its identity
 
 
-class AnnotationFileError(ValueError):
+class AnnotationFileError(UserError, ValueError):
     """The annotation JSON cannot be used (malformed, wrong shape, inconsistent records)."""
 
 
