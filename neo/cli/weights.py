@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from neo.cli.output import USER_ERRORS, print_user_error, setup_console
+from neo.config_problems import render
 from neo.console import stdout_console
 from neo.storage.errors import ResolveError, classify
 from neo.storage.progress import RichCallback, transfer_progress
@@ -125,7 +126,9 @@ def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
 def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
     console = stdout_console()
     if not settings.bucket:
-        return print_user_error("neo-weights upload", "no bucket to upload to. Fix: pass --bucket or set NEO_BUCKET.")
+        return print_user_error("neo-weights upload", render("--bucket", "is not given and NEO_BUCKET is not set, so "
+                                                             "there is no bucket to upload to",
+                                                             "pass --bucket r2://<name> or set NEO_BUCKET"))
     frameworks = sorted({registry.get(n).framework for n in registry.names(args.framework)})
     total_failed = 0
     for framework in frameworks:

@@ -37,7 +37,8 @@ REFUSED = [
     ("r2:", None, "storage.bucket='r2:' is not a URL: the scheme 'r2' needs '://'. Fix: storage.bucket=r2://<bucket-name>."),
     ("r2:/bkt", None, "storage.bucket='r2:/bkt' is not a URL: the scheme 'r2' needs '://'. Fix: storage.bucket=r2://bkt."),
     ("", "r2", "storage.bucket='' is empty but storage=r2 needs a bucket."),
-    (None, "b2", "storage.bucket=None is empty but storage=b2 needs a bucket."),
+    (None, "b2", "storage.bucket is not set, but storage=b2 needs a bucket. Fix: storage.bucket=<name> or "
+                 "storage.bucket=b2://<name>"),
     ("mybucket", None, "storage.bucket='mybucket' is a bare name, but no provider says which storage it is in. "
                        "Fix: give the URL (r2://mybucket, b2://mybucket or s3://mybucket), or write ./mybucket"),
     ("r2://Bad_Bucket!", None, "has the invalid bucket name 'Bad_Bucket!'"),
