@@ -33,9 +33,10 @@ class UserError(Exception):
 class SettingsError(UserError, ValueError):
     """One or more arguments of a settings owner are invalid; ``problems`` holds one message each."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str] | str):
+        problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__(" ".join(problems))
-        self.problems = list(problems)
+        self.problems = problems
 
 
 def _sentence(text: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from neo.config_problems import render
+
 
 def missing_options(cfg: DictConfig, command: str, required: dict[str, str], example: str) -> str | None:
     """The message for the ``required`` options (name -> what it is) left unset, or None when all are set."""
@@ -13,9 +15,10 @@ def missing_options(cfg: DictConfig, command: str, required: dict[str, str], exa
     if not missing:
         return None
     wanted = "; ".join(f"{name}=<{required[name]}>" for name in missing)
-    verb = "is" if len(missing) == 1 else "are"
-    return (f"{' and '.join(f'{n}=' for n in missing)} {verb} required ({wanted}); {command} has no default for "
-            f"{'it' if len(missing) == 1 else 'them'}. Example: {example}")
+    verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+    return render(" and ".join(f"{n}=" for n in missing),
+                  f"{verb} required ({wanted}); {command} has no default for {pronoun}",
+                  f"give {pronoun}. Example: {example}")
 
 
 def option_problems(cfg: DictConfig, config_name: str, command: str, required: dict[str, str],
