@@ -5,7 +5,8 @@
     neo-train -m experiment=sweep_res_lr       # a resolution x lr grid, summary table at the end
     neo-train --check experiment=cpu_demo data.root=/data/mine   # validate only: errors or "configuration OK"
 The configuration is checked before torch, Lightning or timm load, so a bad override is answered in
-about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?").
+about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?"). A mistake the user can
+fix (a bad value, a refused run folder, an unusable dataset) is one paragraph on stderr, exit 1, no traceback.
 Every run that passes the configuration check writes ``summary.json`` into its run folder (a refused
 configuration writes nothing, so a typo never replaces an earlier run's summary; a refused sweep point
 is recorded as a failed row). Exit codes: 0 finished, 1 failed (bad config,
