@@ -1,7 +1,7 @@
 """How every neo command talks to its user: one console setup, one way to print a user error.
 
-``setup_console()`` is the first thing each of the seven commands does (after Hydra set up logging, in
-the Hydra commands):
+``setup_console()`` is the one console setup of the seven commands, called as each starts its work (in the Hydra
+commands after Hydra set up logging and after the configuration check, which never needs Lightning):
 - both consoles of :mod:`neo.console` are made anew for this command (stdout: results; stderr: user errors and
   transfer progress);
 - log records reach the terminal once; on a terminal through a ``rich`` handler on the console the
@@ -12,9 +12,10 @@ the Hydra commands):
   deprecation inside Lightning) are silenced. Every other warning still shows.
 The run's log file (``<run>/<command>.log``) keeps every record.
 
-``print_user_error(command, error)`` (:mod:`neo.console`, so a Hydra callback can use it too) prints a mistake the user can fix (:class:`neo.config_problems.UserError`,
-or a library's ValueError/FileNotFoundError naming the value) as ``<command>: <message>`` on stderr, credentials
-redacted, no traceback; the command then exits 1.
+``print_user_error(command, error)`` (defined in :mod:`neo.console`, so a Hydra callback can use it too) prints a
+mistake the user can fix (a :class:`neo.config_problems.UserError`, or a library's ValueError/FileNotFoundError
+naming the value: ``USER_ERRORS``) as ``<command>: <message>`` on stderr, credentials redacted, no traceback; the
+command then exits 1.
 """
 
 from __future__ import annotations

@@ -55,14 +55,9 @@ def predict(cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
-    from neo.cli.output import print_user_error, setup_console
-    from neo.cli.override_errors import restore_hydra_error_mode
+    from neo.cli.required import start_checked
 
-    restore_hydra_error_mode()  # composition is done: errors from here on are neo's
-    problems = option_problems(cfg)  # before Lightning loads: a typo is answered in about a second
-    if problems:
-        sys.exit(print_user_error("neo-predict", problems))
-    setup_console(lightning=True)
+    start_checked("neo-predict", cfg, option_problems)
     code = predict(cfg)
     if code:
         sys.exit(code)

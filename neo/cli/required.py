@@ -4,6 +4,9 @@ MissingMandatoryValue traceback or a silently ignored setting."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from omegaconf import DictConfig, OmegaConf
 
 from neo.config_problems import render
@@ -33,3 +36,17 @@ def option_problems(cfg: DictConfig, config_name: str, command: str, required: d
     if len(problems) <= 1:
         return problems[0] if problems else None
     return f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def start_checked(command: str, cfg: DictConfig, problems: Callable[[DictConfig], str | None]) -> None:
+    """The start of a Hydra command's job: HYDRA_FULL_ERROR back to the user's value, the options checked before
+    Lightning loads (a typo is answered in about a second: exit 1 with one paragraph), then the one console
+    setup."""
+    from neo.cli.output import print_user_error, setup_console
+    from neo.cli.override_errors import restore_hydra_error_mode
+
+    restore_hydra_error_mode()  # composition is done: errors from here on are neo's
+    message = problems(cfg)
+    if message:
+        sys.exit(print_user_error(command, message))
+    setup_console(lightning=True)
