@@ -98,11 +98,11 @@ def parse_bucket(value: Any, provider: str | None = None, source: str = "storage
     remote = provider in REMOTE_SCHEMES
     if value is None or (isinstance(value, str) and not value.strip()):
         if remote:  # never a default bucket name: pushes to a bucket someone else named the same would be refused
-            given, state = (source, "is not set,") if value is None else (f"{source}={value!r}", "is empty")
+            given, state, env = ((source, "is not set,", "NEO_BUCKET=<name> sets it too") if value is None else
+                                 (f"{source}={value!r}", "is empty", "NEO_BUCKET=<name> sets it; it may be set but empty"))
             raise StorageConfigError.of(
-                given, f"{state} but storage={provider} needs a bucket", f"{source}=<name> or "
-                f"{source}={provider}://<name> (NEO_BUCKET=<name> sets it; it may be set but empty), or storage=local "
-                "for a local folder")
+                given, f"{state} but storage={provider} needs a bucket",
+                f"{source}=<name> or {source}={provider}://<name> ({env}), or storage=local for a local folder")
         return None
     if not isinstance(value, str):
         raise StorageConfigError(problem(source, value, "is not a URL or folder",

@@ -133,8 +133,7 @@ def test_a_remote_storage_without_a_bucket_is_refused_not_given_a_default_name(p
         StorageSettings.from_config(cfg.storage)
     assert str(info.value) == (
         f"storage.bucket is not set, but storage={provider} needs a bucket. Fix: storage.bucket=<name> or "
-        f"storage.bucket={provider}://<name> (NEO_BUCKET=<name> sets it; it may be set but empty), or storage=local "
-        "for a local folder.")
+        f"storage.bucket={provider}://<name> (NEO_BUCKET=<name> sets it too), or storage=local for a local folder.")
     monkeypatch.setenv("NEO_BUCKET", "team-weights")
     named = compose_train([f"paths.root_dir={tmp_path}", f"storage={provider}"])
     assert StorageSettings.from_config(named.storage).bucket == f"{provider}://team-weights"
