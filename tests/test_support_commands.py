@@ -26,8 +26,8 @@ def test_in_process_and_subprocess_give_the_same_answer(tmp_path: Path) -> None:
     real = run_command("neo-train", *args, cwd=tmp_path, timeout=120)
     here = run_cli("neo-train", *args, cwd=tmp_path)
     assert real.returncode == here.returncode == 1, real.stdout + real.stderr
-    assert " ".join(here.stdout.split()) == " ".join(real.stdout.split())
-    assert "optim.lr=0 must be" in here.stdout and "did you mean optim.lr?" in here.stdout
+    assert " ".join(here.stderr.split()) == " ".join(real.stderr.split())
+    assert "optim.lr=0 must be" in here.stderr and "did you mean optim.lr?" in here.stderr  # a user error: stderr
     assert "Traceback" not in here.stdout + here.stderr
 
 
@@ -35,7 +35,7 @@ def test_run_cli_restores_argv_cwd_environment_and_logging(tmp_path: Path) -> No
     root = logging.getLogger()
     before = (list(sys.argv), os.getcwd(), dict(os.environ), list(root.handlers), root.level)
     result = run_cli("neo-train", f"paths.root_dir={tmp_path}", "optim.lr=0", cwd=tmp_path, NEO_TEST_MARKER="1")
-    assert result.returncode == 1 and "optim.lr=0" in result.stdout
+    assert result.returncode == 1 and "optim.lr=0" in result.stderr
     assert (list(sys.argv), os.getcwd(), dict(os.environ), list(root.handlers), root.level) == before
     ok = run_cli("neo-train", "--check", f"paths.root_dir={tmp_path}", cwd=tmp_path)  # --check does not stick ...
     assert ok.returncode == 0 and "configuration OK" in ok.stdout

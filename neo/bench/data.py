@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
+from neo.console import stdout_console
 from neo.data.coco import CocoDetection
 from neo.data.collate import collate_detection
 from neo.data.sizes import check_16x9, format_size
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     sizes = [check_16x9(s, key="--sizes") for s in args.sizes]
-    console = Console(width=120)
+    console = stdout_console()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.dir or tmp)
         if not (root / "annotations" / "instances_train.json").is_file():
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             target = o >= 2 * b and (size != (1080, 1920) or o >= 25)
             table.add_row(format_size(size), f"{o:.1f}", f"{b:.1f}", f"{o / b:.2f}x", f"{oc:.1f}", f"{bc:.1f}",
                           "[green]met[/green]" if target else "[red]missed[/red]")
-        console.print(table)
+        console.print(table, width=120)  # wider than 80 columns: kept whole in a pipe
     return 0
 
 

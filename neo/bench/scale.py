@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from rich.console import Console
 from rich.table import Table
 
 from neo.bench.scale_data import link_images, model_like_predictions, write_coco_like
+from neo.console import stdout_console
 
 MB = 2**20
 
@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     args.train_images = args.train_images or defaults[0]
     args.val_images = args.val_images or defaults[1]
     args.batches = args.batches or defaults[2]
-    console = Console(width=140)
+    console = stdout_console()
+    wide = 140  # the tables are wider than a terminal's 80 columns; a pipe keeps them whole
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.dir or tmp)
         files = {}
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
              "met" if warm_s < 1 and warm_peak < 100 else "missed"),
         ):
             start.add_row(name, f"{r['seconds']:.2f}", f"{r['peak_mb']:.0f}", f"{r['held_mb']:.0f}", goal)
-        console.print(start)
+        console.print(start, width=wide)
 
         loader = _in_child(_loader_child, image_dir, str(train), args.batches, args.batch_size, args.workers)
         table = Table(min_width=100,
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column("PSS MB", justify="right")
         for i, pss in loader["samples"]:
             table.add_row(str(i), f"{pss:.0f}")
-        console.print(table)
+        console.print(table, width=wide)
 
         rows = _validation(files["val"], args.per_image, args.rounds, batch=32)
         table = Table(min_width=100, title=f"validation: {args.val_images:,} images x {args.per_image} detections "
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             table.add_row(str(r), f"{row['update_s']:.2f}", f"{row['compute_s']:.2f}", f"{row['direct_s']:.2f}",
                           f"{row['compute_s'] / row['direct_s']:.2f}x", "yes" if row["identical"] else "NO",
                           f"{row['rss_after_mb']:.0f}")
-        console.print(table)
+        console.print(table, width=wide)
         if args.dir:
             console.print(f"files kept in {root}")
     return 0 if all(row["identical"] for row in rows) else 1

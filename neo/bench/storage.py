@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from rich.console import Console
     from rich.table import Table
 
+    from neo.console import stdout_console
     from neo.storage import StorageSettings
     from neo.storage.protocols import clear_instance_caches
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             sign = "<" if key != "pull_ratio" else ">="
             target = f"{sign} {TARGETS[key]} {'[green]ok[/]' if passed else '[red]MISSED[/]'}"
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value), target)
-    Console().print(table)
+    stdout_console().print(table)
     return 0 if ok else 1
 
 

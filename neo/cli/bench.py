@@ -45,6 +45,10 @@ usage: neo-bench {data,model,train,storage,config,scale,guard,frozen-norm,all} [
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `neo-bench NAME [options]` to `neo.bench.NAME.main(options)`."""
+    from neo.cli.output import print_user_error, setup_console
+    from neo.config_problems import render
+
+    setup_console()
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in {"-h", "--help"}:
         print(USAGE)
@@ -54,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         codes = [_run(bench, []) for bench in BENCHMARKS if bench not in HEAVY]
         return max(codes)
     if name not in BENCHMARKS:
-        print(f"neo-bench: unknown benchmark {name!r}; choose one of {', '.join([*BENCHMARKS, 'all'])}.",
-              file=sys.stderr)
-        return 2
+        return print_user_error("neo-bench", render(name, "is not a benchmark",
+                                                    f"choose one of {', '.join([*BENCHMARKS, 'all'])}"))
     return _run(name, rest)
 
 

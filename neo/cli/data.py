@@ -17,6 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from neo.cli.output import USER_ERRORS, print_user_error, setup_console
+from neo.config_problems import render
+from neo.console import stdout_console
+
 
 def _synth(args: argparse.Namespace, console: Console) -> int:
     from neo.data.synth import generate_synthetic_coco
@@ -33,9 +37,8 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
 
     pairs = [(Path(args.annotations), Path(args.images or args.dir))] if args.annotations else find_splits(args.dir)
     if not pairs:
-        console.print(f"[red]no annotations/instances_*.json under {escape(args.dir)}[/red]; "
-                      "pass --annotations FILE --images DIR.")
-        return 2
+        return print_user_error("neo-data verify", render(args.dir, "holds no annotations/instances_*.json",
+                                                          "pass the dataset root, or --annotations FILE --images DIR"))
     table = Table(title=f"neo-data verify {escape(args.dir)}", title_justify="left")
     # short headers that keep their width: an 80-column terminal shows them whole
     for col in ("split", "images", "boxes", "classes", "negatives", "crowd", "errors", "warnings"):
@@ -86,8 +89,7 @@ def _download(args: argparse.Namespace, console: Console) -> int:
         download_coco(root, parts=tuple(args.parts), base_url=args.mirror or COCO_BASE_URL,
                       keep_zips=not args.delete_zips, checksums=not args.no_checksum)
     except DownloadError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        return 1
+        return print_user_error("neo-data download", err)
     console.print(f"COCO 2017 ready under {root.resolve()} (conf/data/coco.yaml reads ${{paths.data_dir}}/coco)",
                   markup=False)
     return 0
@@ -123,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    setup_console()
     handler = {"synth": _synth, "verify": _verify, "download": _download}[args.command]
-    return handler(args, console)
+    try:
+        return handler(args, stdout_console())
+    except USER_ERRORS as exc:  # a bad --size, an unreadable annotation file: one paragraph
+        return print_user_error(f"neo-data {args.command}", exc)
 
 
 if __name__ == "__main__":

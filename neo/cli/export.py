@@ -8,7 +8,7 @@ float32 [batch, K, 4] xyxy pixels of the input, "scores" float32 [batch, K] (see
 After writing, onnxruntime runs the graph on a sample batch (random pixels, or --sample IMAGE
 letterboxed) and the max abs differences to PyTorch are printed; the exit code is 1 when they exceed
 --atol (scores) or --box-atol (pixels), and when CKPT cannot be used (missing, truncated, not a neo
-checkpoint: one paragraph naming it). CKPT: a path, URL or bare file name ($NEO_BUCKET, $NEO_CACHE_DIR).
+checkpoint: one paragraph on stderr naming it, as every neo command prints a user error). CKPT: a path, URL or bare file name ($NEO_BUCKET, $NEO_CACHE_DIR).
 """
 
 from __future__ import annotations
@@ -127,12 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from neo.cli.output import USER_ERRORS, print_user_error, setup_console
+
     args = build_parser().parse_args(argv)
+    setup_console()
     try:
         return cmd_onnx(args)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError, ResolveError, a bad --size: one paragraph
-        print(f"neo-export: {exc}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as exc:  # CheckpointError, ResolveError, a bad --size: one paragraph
+        return print_user_error("neo-export", exc)
 
 
 if __name__ == "__main__":

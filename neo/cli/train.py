@@ -5,7 +5,8 @@
     neo-train -m experiment=sweep_res_lr       # a resolution x lr grid, summary table at the end
     neo-train --check experiment=cpu_demo data.root=/data/mine   # validate only: errors or "configuration OK"
 The configuration is checked before torch, Lightning or timm load, so a bad override is answered in
-about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?").
+about a second; a mistyped key gets the closest valid keys ("did you mean optim.lr?"). A mistake the user can
+fix (a bad value, a refused run folder, an unusable dataset) is one paragraph on stderr, exit 1, no traceback.
 Every run that passes the configuration check writes ``summary.json`` into its run folder (a refused
 configuration writes nothing, so a typo never replaces an earlier run's summary; a refused sweep point
 is recorded as a failed row). Exit codes: 0 finished, 1 failed (bad config,
@@ -17,7 +18,6 @@ point runs; the task returns the run's best val AP (the objective ``hparams_sear
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -65,23 +65,21 @@ class Outcome:
 def execute(cfg: DictConfig) -> Outcome:
     """Train from a composed config, print the outcome, return it (never raises for training errors)."""
     from lightning.pytorch.utilities import rank_zero_only
-    from rich.console import Console
 
-    from neo.cli.output import plain, start_line
-    from neo.config.check import ConfigError
-    from neo.data.coco import DatasetError
+    from neo.cli.output import plain, print_user_error, start_line
+    from neo.config_problems import UserError
+    from neo.console import stdout_console
     from neo.training.module import NonFiniteLossError
     from neo.training.report import print_best_class_results, print_summary
     from neo.training.run import train
     from neo.training.run_folder import (
-        RunFolderTaken,
         finished_run,
         print_finished,
         stopped_run,
         summary_from_record,
     )
 
-    console = Console(stderr=False)
+    console = stdout_console()
     started = time.time()
     if not cfg.get("print_config") and rank_zero_only.rank == 0:
         console.print(start_line("neo-train", cfg.paths.run_dir), highlight=False, soft_wrap=True, markup=False)
@@ -92,12 +90,10 @@ def execute(cfg: DictConfig) -> Outcome:
             return Outcome(0, summary_from_record(finished.record, finished.run_dir, "already finished"),
                            untouched=True)
         summary = train(cfg)
-    except RunFolderTaken as exc:  # another run's checkpoints are there: refuse, write nothing
-        console.print(f"[bold red]neo-train:[/bold red] {plain(exc)}", highlight=False)
-        return Outcome(1, error=f"{type(exc).__name__}: {exc}", untouched=True)
-    except (ConfigError, DatasetError) as exc:  # one paragraph naming the value and the fix: no traceback
-        console.print(f"[bold red]neo-train:[/bold red] {plain(exc)}", highlight=False)
-        return Outcome(1, error=f"{type(exc).__name__}: {exc}")
+    except UserError as exc:  # one paragraph naming the value and the fix, on stderr: no traceback
+        print_user_error("neo-train", exc)
+        # another run's checkpoints are there (RunFolderTaken, BucketNotChecked): refused, nothing written
+        return Outcome(1, error=f"{type(exc).__name__}: {exc}", untouched=_refused_folder(exc))
     except NonFiniteLossError as exc:
         console.print(f"[bold red]neo-train stopped:[/bold red] {plain(exc)}", highlight=False)
         _print_interrupt_checkpoint(console, cfg)
@@ -119,6 +115,13 @@ def execute(cfg: DictConfig) -> Outcome:
         _print_interrupt_checkpoint(console, cfg)
         return Outcome(130, summary)
     return Outcome(0, summary)
+
+
+def _refused_folder(exc: BaseException) -> bool:
+    """The run folder was refused before anything was written to it (its summary.json stays as it was)."""
+    from neo.training.run_folder import RunFolderTaken
+
+    return isinstance(exc, RunFolderTaken)
 
 
 def run(cfg: DictConfig) -> int:
@@ -173,16 +176,17 @@ def early_config_error(cfg: DictConfig) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from neo.cli.output import quiet_console
+    from neo.cli.output import print_user_error, setup_console
+    from neo.cli.override_errors import restore_hydra_error_mode
     from neo.sweeps.job import current_job, use_job_dir
 
-    _restore_hydra_error_mode()  # composition is done: errors from here on are neo's
+    restore_hydra_error_mode()  # composition is done: errors from here on are neo's
     job = current_job()
     if job.multirun:
         use_job_dir(cfg, job)
     problems = early_config_error(cfg)
     if problems:
-        print(f"neo-train: {problems}", flush=True)  # on stdout, where every other neo-train outcome is printed
+        print_user_error("neo-train", problems)
         if not job.multirun:
             sys.exit(1)  # nothing was written: a typo never replaces an earlier run's summary.json
         _save_summary(cfg, Outcome(1, error=f"ConfigError: {problems}"), job.overrides)
@@ -190,14 +194,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if _check_only:
         print("neo-train: configuration OK (nothing was run; drop --check to train).")
         return None
-    quiet_console()  # after the check: it imports Lightning, which a refused configuration never needs
+    setup_console(lightning=True)  # after the check: it imports Lightning, which a refused configuration never needs
     if job.multirun:
         from neo.sweeps.launch_check import LaunchError, check_multirun_launch
 
         try:
             check_multirun_launch(cfg)
         except LaunchError as exc:
-            print(f"neo-train: {exc}", file=sys.stderr)
+            print_user_error("neo-train", exc)
             _save_summary(cfg, Outcome(1, error=f"LaunchError: {exc}"), job.overrides)
             sys.exit(1)  # SystemExit passes through Hydra: the whole sweep stops here, before any training
     outcome = execute(cfg)
@@ -210,42 +214,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return outcome.best_ap
 
 
-_HYDRA_FULL_ERROR = "HYDRA_FULL_ERROR"
-_user_full_error: str | None = None
-
-
-def _restore_hydra_error_mode() -> None:
-    """Give HYDRA_FULL_ERROR back its user value (main() sets it while Hydra composes the config)."""
-    if _user_full_error is None:
-        os.environ.pop(_HYDRA_FULL_ERROR, None)
-    else:
-        os.environ[_HYDRA_FULL_ERROR] = _user_full_error
-
-
 def main() -> None:
     """Console-script entry point: ``neo-train [--check] [hydra flags] [overrides]``."""
-    global _check_only, _user_full_error
-    from hydra.errors import CompactHydraException
-
-    from neo.cli.override_errors import explain_composition_error
+    global _check_only
+    from neo.cli.override_errors import run_hydra_main
 
     if CHECK_FLAG in sys.argv[1:]:
         _check_only = True
         sys.argv = [a for a in sys.argv if a != CHECK_FLAG]
-    # Let composition errors reach us (not Hydra's printer) so a mistyped key gets "did you mean".
-    _user_full_error = os.environ.get(_HYDRA_FULL_ERROR)
-    os.environ[_HYDRA_FULL_ERROR] = "1"
-    try:
-        _hydra_main()
-    except CompactHydraException as exc:
-        if _user_full_error == "1":  # the user asked for Hydra's full traceback
-            raise
-        from neo.storage.redact import redact
-
-        print(redact(explain_composition_error(exc)), file=sys.stderr)
-        sys.exit(1)
-    finally:
-        _restore_hydra_error_mode()
+    run_hydra_main("neo-train", _hydra_main)  # a mistyped key gets "did you mean"
 
 
 if __name__ == "__main__":

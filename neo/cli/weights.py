@@ -9,24 +9,25 @@
                        [--variant auto|default|dsp] [--no-fold-frozen-norm]
 Bucket and cache: --bucket/--prefix/--cache-dir, else $NEO_BUCKET / $NEO_CACHE_DIR, else ./data/bucket and
 ./data/cache (the defaults of conf/storage/local.yaml). The bucket is a URL (r2://name) or a folder; a bare
-name needs --storage r2|b2|s3. Credentials come from the environment only. Errors: one paragraph, exit 1.
+name needs --storage r2|b2|s3. Credentials come from the environment only. Errors: one paragraph on stderr, exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from neo.storage.errors import ResolveError, StorageAccessError, StorageConfigError, classify
+from neo.cli.output import USER_ERRORS, print_user_error, setup_console
+from neo.config_problems import render
+from neo.console import stdout_console
+from neo.storage.errors import ResolveError, classify
 from neo.storage.progress import RichCallback, transfer_progress
 from neo.storage.push import push_file, remote_state
 from neo.storage.registry import Registry
@@ -34,7 +35,6 @@ from neo.storage.resolver import check_url, is_url, pretrained_cache_path, resol
 from neo.storage.settings import PROVIDERS, StorageSettings, bucket_from_env, parse_bucket
 from neo.storage.verification import PROBLEMS, verify
 
-console = Console()
 DEFAULT_BUCKET = "data/bucket"
 
 
@@ -81,6 +81,7 @@ def _list_rows(args, settings: StorageSettings, registry: Registry) -> list[dict
 def cmd_list(args, settings: StorageSettings, registry: Registry) -> int:
     """Table on a terminal; elsewhere one tab-separated line per weight (never wrapped); or JSON."""
     rows = _list_rows(args, settings, registry)
+    console = stdout_console()
     fmt = args.format or ("table" if console.is_terminal else "plain")
     if fmt == "json":
         print(json.dumps(rows, indent=2))
@@ -114,7 +115,7 @@ def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
             except (ResolveError, ValueError, OSError) as exc:
                 errors.append(str(exc))
     for message in errors:
-        print(f"neo-weights pull: {message}", file=sys.stderr)
+        print_user_error("neo-weights pull", message)
     if settings.bucket and settings.upload_origin:
         from neo.storage.uploader import shared_uploader
 
@@ -123,9 +124,11 @@ def cmd_pull(args, settings: StorageSettings, registry: Registry) -> int:
 
 
 def cmd_upload(args, settings: StorageSettings, registry: Registry) -> int:
+    console = stdout_console()
     if not settings.bucket:
-        console.print("No bucket: pass --bucket or set NEO_BUCKET.", style="red")
-        return 1
+        return print_user_error("neo-weights upload", render("--bucket", "is not given and NEO_BUCKET is not set, so "
+                                                             "there is no bucket to upload to",
+                                                             "pass --bucket r2://<name> or set NEO_BUCKET"))
     frameworks = sorted({registry.get(n).framework for n in registry.names(args.framework)})
     total_failed = 0
     for framework in frameworks:
@@ -200,13 +203,12 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
 
     path = Path(args.src).expanduser()
     if not path.is_file():
-        with transfer_progress() as progress:
-            try:
+        try:
+            with transfer_progress() as progress:
                 path = resolve(args.src, storage=settings, registry=registry,
                                callback=RichCallback(progress, args.src))
-            except ResolveError as exc:
-                progress.console.print(f"[red]{escape(str(exc))}[/]")
-                return 1
+        except ResolveError as exc:
+            return print_user_error("neo-weights import", exc)
     out = Path(args.out) if args.out else Path.cwd() / f"{path.stem}_neo.ckpt"
     entry = registry.entries.get(args.src)  # a registry entry states what the tensors cannot show (dsp)
     variant = args.variant if args.variant != "auto" else (entry.extra.get("variant", "default") if entry else None)
@@ -216,8 +218,7 @@ def cmd_import(args, settings: StorageSettings, registry: Registry) -> int:
                                  prefer=args.state, trust_pickle=args.trust_pickle, origin=args.src,
                                  variant=variant, fold_frozen_norm=args.fold_frozen_norm)
     except ValueError as exc:
-        print(f"neo-weights import: {exc}", file=sys.stderr)
-        return 1
+        return print_user_error("neo-weights import", exc)
     finally:
         if settings.bucket and settings.upload_origin:
             from neo.storage.uploader import shared_uploader
@@ -334,15 +335,13 @@ COMMANDS = {"list": cmd_list, "pull": cmd_pull, "upload": cmd_upload, "push": cm
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_console()
     try:
         settings = _settings(args)
         registry = Registry.load(args.registry)
         return COMMANDS[args.command](args, settings, registry)
-    except (StorageConfigError, StorageAccessError, FileNotFoundError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"neo-weights {args.command}: {message}", file=sys.stderr)
-        return 1
+    except (*USER_ERRORS, KeyError) as exc:  # KeyError: a name the registry does not hold
+        return print_user_error(f"neo-weights {args.command}", exc)
 
 
 if __name__ == "__main__":

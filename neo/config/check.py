@@ -24,15 +24,15 @@ from neo.config.ema_settings import ema_problems
 from neo.config.optim_settings import OptimSettings, fused_problem
 from neo.config.run_settings import run_problems
 from neo.config.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
-from neo.config_problems import problem
+from neo.config_problems import UserError, problem
 from neo.data.settings import data_problems, dataset_path_problems
 from neo.training.precision import channels_last_problems
 
 log = logging.getLogger(__name__)
-_WARNED: set[str] = set()  # each warning once per process (the CLI checks early, train() checks again)
+_WARNED: set[str] = set()  # each warning once per process (a sweep checks one config per point)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """One or more config values are invalid; the message names each key, its value and the fix."""
 
 
@@ -242,18 +242,38 @@ def resolve_conflicts(cfg: DictConfig) -> list[str]:
     return _run(WARNINGS, cfg)
 
 
+# Set on a config that passed check_config (omegaconf node flags: kept by deepcopy, never saved): the owners and
+# cross-key rules, and the machine rules. neo-train checks once, before torch loads; ``train()`` then checks only
+# what was not checked yet (the machine rules), and fully when a library caller gives it an unchecked config.
+CHECKED_FLAG = "neo_config_checked"
+MACHINE_CHECKED_FLAG = "neo_machine_checked"
+
+
 def check_config(cfg: DictConfig, *, machine: bool = True) -> list[str]:
     """Raise :class:`ConfigError` naming every invalid key/value and its fix; else resolve conflicts.
 
     Returns the warnings (each also logged once per process). ``machine=True`` adds rules that import torch.
+    A config that already passed (the flags above) is not checked again: only the machine rules run when they
+    are asked for now and were not before, and no warning is returned a second time.
     """
-    errors = config_errors(cfg, machine=machine)
-    if errors:
-        lines = "\n".join(f"  - {e}" for e in errors)
-        raise ConfigError(f"invalid configuration ({len(errors)} problem{'s' * (len(errors) > 1)}):\n{lines}")
+    if cfg._get_node_flag(CHECKED_FLAG):
+        if machine and not cfg._get_node_flag(MACHINE_CHECKED_FLAG):
+            _raise_if_any(_run(MACHINE_RULES, cfg))
+            cfg._set_flag(MACHINE_CHECKED_FLAG, True)
+        return []
+    _raise_if_any(config_errors(cfg, machine=machine))
     warnings = resolve_conflicts(cfg)
     for message in warnings:
         if message not in _WARNED:
             _WARNED.add(message)
             log.warning(message)
+    cfg._set_flag(CHECKED_FLAG, True)
+    if machine:
+        cfg._set_flag(MACHINE_CHECKED_FLAG, True)
     return warnings
+
+
+def _raise_if_any(errors: list[str]) -> None:
+    if errors:
+        lines = "\n".join(f"  - {e}" for e in errors)
+        raise ConfigError(f"invalid configuration ({len(errors)} problem{'s' * (len(errors) > 1)}):\n{lines}")

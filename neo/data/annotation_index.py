@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from neo.config_problems import UserError
 from neo.data.array_file import ArrayFileError, read_array_file, write_array_file
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,11 @@ FORMAT_VERSION = 1
 _SAMPLE_BYTES = 1 << 20  # head and tail of the JSON hashed into its identity
 
 
-class AnnotationFileError(ValueError):
+class AnnotationFileError(UserError, ValueError):
     """The annotation JSON cannot be used (malformed, wrong shape, inconsistent records)."""
+
+
+VERIFY_HINT = "`neo-data verify <dataset dir>` checks a dataset"
 
 
 @dataclass(frozen=True)
@@ -167,20 +171,17 @@ def _read_json(annotation_file: Path) -> dict[str, Any]:
         with open(annotation_file, "rb") as f:
             doc = json.load(f)
     except json.JSONDecodeError as exc:
-        raise AnnotationFileError(
-            f"annotation file {annotation_file} is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}): "
-            f"it may be truncated. Fix: re-export or re-download it; `neo-data verify <dataset dir>` checks a dataset."
-        ) from None
+        raise AnnotationFileError.of(
+            f"annotation file {annotation_file}", f"is not valid JSON ({exc.msg}: line {exc.lineno}, column "
+            f"{exc.colno}): it may be truncated", f"re-export or re-download it; {VERIFY_HINT}") from None
     except UnicodeDecodeError as exc:
-        raise AnnotationFileError(f"annotation file {annotation_file} is not UTF-8 text ({exc.reason}). Fix: "
-                                  f"re-export it as JSON; `neo-data verify <dataset dir>` checks a dataset.") from None
+        raise AnnotationFileError.of(f"annotation file {annotation_file}", f"is not UTF-8 text ({exc.reason})",
+                                     f"re-export it as JSON; {VERIFY_HINT}") from None
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations",
                                                                                   "categories")):
-        raise AnnotationFileError(
-            f"annotation file {annotation_file} is not a COCO detection file: it needs an object with 'images', "
-            f"'annotations' and 'categories' lists. Fix: convert it to COCO format; `neo-data verify <dataset dir>` "
-            f"checks a dataset."
-        )
+        raise AnnotationFileError.of(
+            f"annotation file {annotation_file}", "is not a COCO detection file: it needs an object with 'images', "
+            "'annotations' and 'categories' lists", f"convert it to COCO format; {VERIFY_HINT}")
     return doc
 
 
@@ -195,12 +196,10 @@ def build_annotation_index(annotation_file: str | os.PathLike, min_box_size: flo
         doc = _read_json(annotation_file)
         return _flatten(annotation_file, doc, float(min_box_size))
     except (KeyError, TypeError, AttributeError) as exc:  # a record of the wrong shape
-        raise AnnotationFileError(
-            f"annotation file {annotation_file} is not a COCO detection file ({type(exc).__name__}: {exc}): its "
-            f"images need 'id', 'file_name', 'width', 'height', its annotations 'image_id', 'category_id', 'bbox' "
-            f"and its categories 'id', 'name'. Fix: convert it to COCO format; `neo-data verify <dataset dir>` "
-            f"checks a dataset."
-        ) from None
+        raise AnnotationFileError.of(
+            f"annotation file {annotation_file}", f"is not a COCO detection file ({type(exc).__name__}: {exc}): its "
+            "images need 'id', 'file_name', 'width', 'height', its annotations 'image_id', 'category_id', 'bbox' "
+            "and its categories 'id', 'name'", f"convert it to COCO format; {VERIFY_HINT}") from None
     finally:
         if collecting:
             gc.enable()

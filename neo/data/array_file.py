@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from neo.config_problems import UserError
 from neo.files import atomic_path
 
 MAGIC = b"NEOARR1\n"
 _ALIGN = 64
 
 
-class ArrayFileError(ValueError):
+class ArrayFileError(UserError, ValueError):
     """The file is not a complete array file of this format (foreign, truncated or damaged)."""
 
 

@@ -179,11 +179,10 @@ class NeoDataModule(pl.LightningDataModule):
             if ds.num_boxes == 0:
                 dropped = f" ({ds.num_degenerate_dropped} degenerate boxes dropped)" if ds.num_degenerate_dropped else ""
                 if train:
-                    raise DatasetError(
-                        f"{annotations} has {len(ds)} images but no usable annotations{dropped}: training would "
-                        f"learn nothing. Fix: point data.train_annotations at the annotated file (crowd boxes do not "
-                        f"count); `neo-data verify {self.root}` checks a dataset."
-                    )
+                    raise DatasetError.of(
+                        str(annotations), f"has {len(ds)} images but no usable annotations{dropped}: training would "
+                        "learn nothing", "point data.train_annotations at the annotated file (crowd boxes do not "
+                        f"count); `neo-data verify {self.root}` checks a dataset")
                 log.warning("%s has no usable annotations%s: its AP is undefined (reported as 0).", annotations, dropped)
             self.datasets[split] = ds
         return self.datasets[split]

@@ -22,6 +22,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from neo.config_problems import UserError
+
 COCO_BASE_URL = "http://images.cocodataset.org"
 CHUNK = 1 << 20
 
@@ -45,7 +47,7 @@ COCO_2017 = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed its size or checksum check."""
 
 

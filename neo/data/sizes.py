@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from neo.config_problems import UserError, problem
+
+
+class SizeError(UserError, ValueError):
+    """A size that cannot be parsed or is not 16:9; the message names the key, the value and the fix."""
+
 # Named ladder: name -> (height, width). Every entry is exactly 16:9 (width a multiple of 32).
 NAMED_SIZES: dict[str, tuple[int, int]] = {
     "360p": (360, 640),
@@ -36,18 +42,14 @@ def parse_size(value: object, key: str = "size") -> tuple[int, int]:
         if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
             width, height = (int(p) for p in parts)
             return _positive((height, width), key, value)
-        raise ValueError(
-            f"{key}={value!r} is not a size. Fix: write a name ({', '.join(NAMED_SIZES)}), "
-            f"'WIDTHxHEIGHT' such as '1920x1080', or a [height, width] list such as [1080, 1920]."
-        )
+        raise SizeError(problem(key, value, "is not a size", f"write a name ({', '.join(NAMED_SIZES)}), "
+                                "'WIDTHxHEIGHT' such as '1920x1080', or a [height, width] list such as [1080, 1920]"))
     if isinstance(value, Sequence) or _is_list_like(value):
         items = list(value)  # type: ignore[arg-type]
         if len(items) == 2 and all(_is_int_like(v) for v in items):
             return _positive((int(items[0]), int(items[1])), key, value)
-    raise ValueError(
-        f"{key}={value!r} is not a size. Fix: use [height, width] (e.g. [1080, 1920]), "
-        f"'1920x1080' or a name such as '1080p'."
-    )
+    raise SizeError(problem(key, value, "is not a size",
+                            "use [height, width] (e.g. [1080, 1920]), '1920x1080' or a name such as '1080p'"))
 
 
 def is_16x9(size: tuple[int, int]) -> bool:
@@ -72,7 +74,7 @@ def check_16x9(value: object, key: str = "size") -> tuple[int, int]:
     size = parse_size(value, key)
     if not is_16x9(size):
         near = nearest_16x9(size)
-        raise ValueError(
+        raise SizeError(
             f"{key}={value!r} is (height={size[0]}, width={size[1]}) = {format_size(size)}, "
             f"which is not 16:9 (aspect {size[1] / size[0]:.4f}, expected 1.7778). "
             f"Nearest valid 16:9 size: {format_size(near)} (set {key}={list(near)} or "
@@ -85,7 +87,7 @@ def check_sizes(values: Iterable[object], key: str = "sizes") -> list[tuple[int,
     """Validate a list of sizes as 16:9; the error names the offending entry as key[i]."""
     values = list(values)
     if not values:
-        raise ValueError(f"{key} is empty: give at least one 16:9 size such as ['720p'].")
+        raise SizeError(f"{key} is empty: give at least one 16:9 size such as ['720p'].")
     return [check_16x9(v, key=f"{key}[{i}]") for i, v in enumerate(values)]
 
 
@@ -110,7 +112,7 @@ def ladder(base: object, scales: Iterable[float], key: str = "resolution") -> li
 
 def _positive(size: tuple[int, int], key: str, value: object) -> tuple[int, int]:
     if size[0] <= 0 or size[1] <= 0:
-        raise ValueError(f"{key}={value!r}: height and width must be positive. Fix: use e.g. '1920x1080'.")
+        raise SizeError(problem(key, value, "is not a size: height and width must be positive", "use e.g. '1920x1080'"))
     return size
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from neo.console import stdout_console
 from neo.files import write_text_atomic
 
 PER_CLASS_CSV = "per_class.csv"
@@ -104,7 +105,7 @@ def class_table(rows: Sequence[ClassResult], title: str) -> Table:
 
 def print_class_table(rows: Sequence[ClassResult], title: str, console: Console | None = None) -> None:
     """Print the per-class table (e.g. at the end of training and from ``neo-eval``)."""
-    (console or Console()).print(class_table(rows, title))
+    (console or stdout_console()).print(class_table(rows, title))
 
 
 def write_class_results(rows: Sequence[ClassResult], folder: str | Path, **context: object) -> tuple[Path, Path]:

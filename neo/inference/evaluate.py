@@ -15,6 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from neo.checkpoints.load import load_checkpoint_module
 from neo.checkpoints.resume import resolve_identifier
+from neo.config_problems import UserError, problem
+
+
+class OptionError(UserError, ValueError):
+    """An option of neo-eval that cannot be used as given; the message names it and the fix."""
 
 
 def data_config(cfg: DictConfig, run_config: dict[str, Any], checkpoint: str | Path = "") -> dict[str, Any]:
@@ -25,8 +30,8 @@ def data_config(cfg: DictConfig, run_config: dict[str, Any], checkpoint: str | P
     else:
         data = dict(run_config.get("data") or {})
         if not data or "_target_" not in data:
-            raise ValueError(f"checkpoint={str(checkpoint)!r} carries no dataset config (it holds the model only). "
-                             "Fix: name the dataset: data=<preset> (e.g. data=coco data.root=/data/coco)")
+            raise OptionError(problem("checkpoint", str(checkpoint), "carries no dataset config (it holds the model only)",
+                                      "name the dataset: data=<preset> (e.g. data=coco data.root=/data/coco)"))
         tree = OmegaConf.create({"paths": OmegaConf.to_container(cfg.paths, resolve=True), "data": data})
         data = OmegaConf.to_container(tree.data, resolve=True)
     if cfg.get("batch_size"):
@@ -53,7 +58,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     from neo.evaluation.results import evaluation_results, write_evaluation_results
 
     if cfg.split not in ("val", "test"):
-        raise ValueError(f"split={cfg.split!r} is unknown: use 'val' or 'test'")
+        raise OptionError(problem("split", cfg.split, "is unknown", "use split=val or split=test"))
     path = resolve_identifier(str(cfg.checkpoint), cfg.get("storage"), key="checkpoint")
     module = load_checkpoint_module(path, weights=str(cfg.weights), value=cfg.checkpoint)
     run_config = module.hparams.get("run_config") or {}

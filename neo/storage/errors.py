@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from neo.config_problems import UserError
 from neo.storage.credentials import CREDENTIAL_HINTS, missing_credentials
 
 
@@ -25,11 +26,11 @@ class HashRecordError(OSError):
     that disagree. Not retried: the bytes cannot be verified until the record is repaired."""
 
 
-class StorageConfigError(ValueError):
+class StorageConfigError(UserError, ValueError):
     """Invalid storage settings (bucket, prefix, numbers, options); the message names each value and its fix."""
 
 
-class StorageAccessError(OSError):
+class StorageAccessError(UserError, OSError):
     """A bucket transfer failed for good; the message is one paragraph naming the bucket, key, reason and fix."""
 
 
@@ -113,7 +114,7 @@ class Attempt:
     detail: str = ""
 
 
-class ResolveError(FileNotFoundError):
+class ResolveError(UserError, FileNotFoundError):
     """``resolve`` found the identifier nowhere; the message lists every place tried and why."""
 
     def __init__(self, identifier: str, attempts: list[Attempt], protocol: str | None = None):

@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from neo.config_problems import render
 from neo.storage.redact import has_credentials, redact
 
 
@@ -38,9 +39,9 @@ def credentials_problem(config: DictConfig) -> str | None:
             secret = [f"storage.bucket={bucket}"]
     if not secret:
         return None
-    return (f"{', '.join(redact(o) for o in secret)} holds credentials (shown as ***). neo never takes credentials "
-            f"from the command line, URLs or config files, and writes nothing for this command. Fix: remove them "
-            f"and set {_CREDENTIAL_VARIABLES} in the environment.")
+    return render(", ".join(redact(o) for o in secret), "holds credentials (shown as ***). neo never takes credentials "
+                  "from the command line, URLs or config files, and writes nothing for this command",
+                  f"remove them and set {_CREDENTIAL_VARIABLES} in the environment")
 
 
 def _strings(node: Any, prefix: str = ""):
@@ -58,9 +59,10 @@ def refuse_credentials(config: DictConfig) -> None:
     """Print the refusal (naming the command) and exit 1 when ``config`` holds credentials."""
     problem = credentials_problem(config)
     if problem:
+        from neo.console import print_user_error
+
         app = OmegaConf.select(config, "hydra.help.app_name", default=None) or "neo"
-        print(f"{app}: {problem}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        sys.exit(print_user_error(app, problem))
 
 
 class CredentialGuard(Callback):

@@ -13,11 +13,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from neo.console import stderr_console
+
 
 def transfer_progress(console: Console | None = None) -> Progress:
     """A rich Progress showing bytes, speed and ETA (use as a context manager)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)
+                    TimeRemainingColumn(), console=console or stderr_console(), transient=False)
 
 
 class RichCallback(Callback):

@@ -118,7 +118,7 @@ def check_url(url: str) -> None:
         bucket, _, key = rest.partition("/")
         problem = bucket_name_problem(bucket)
         if problem:
-            raise StorageConfigError(f"{url!r} {problem}. Fix: {scheme}://<bucket-name>/<key>.")
+            raise StorageConfigError.of(repr(url), problem, f"{scheme}://<bucket-name>/<key>")
         check_key(key)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import fsspec
 
+from neo.config_problems import problem, render
 from neo.storage.errors import StorageConfigError
 from neo.storage.redact import has_credentials, redact
 
@@ -42,15 +43,15 @@ def env_offline() -> bool:
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key; refuse ``..`` parts, a leading ``/`` and ``//``."""
     if key.startswith("/") or key.startswith("\\"):
-        raise StorageConfigError(f"Refusing object key {key!r}: keys are relative to the bucket. Fix: drop the "
-                                 "leading '/'.")
+        raise StorageConfigError.of(f"Refusing object key {key!r}:", "keys are relative to the bucket",
+                                    "drop the leading '/'")
     parts = key.replace("\\", "/").split("/")
     if any(part == ".." for part in parts):
-        raise StorageConfigError(f"Refusing object key {key!r}: '..' is not allowed in keys. Fix: name the key "
-                                 "from the bucket (prefix) root, without '..'.")
+        raise StorageConfigError.of(f"Refusing object key {key!r}:", "'..' is not allowed in keys",
+                                    "name the key from the bucket (prefix) root, without '..'")
     if any(part == "" for part in parts[:-1]):
-        raise StorageConfigError(f"Refusing object key {key!r}: it has an empty part ('//'); S3 keeps it as a "
-                                 "different key than you meant. Fix: write a single '/' between parts.")
+        raise StorageConfigError.of(f"Refusing object key {key!r}:", "it has an empty part ('//'); S3 keeps it as a "
+                                    "different key than you meant", "write a single '/' between parts")
     return key
 
 
@@ -67,10 +68,10 @@ def redact_url(value: str) -> str:
 def refuse_userinfo(value: str, what: str) -> None:
     """Raise StorageConfigError (not repeating them) when the URL ``value`` embeds credentials."""
     if has_userinfo(value):
-        raise StorageConfigError(
-            f"{what}={redact_url(value)!r} holds credentials inside the URL (shown as ***). neo never takes "
-            f"credentials from URLs or config. Fix: remove them from the URL and set {_CREDENTIAL_VARIABLES} in the "
-            "environment.")
+        raise StorageConfigError.of(
+            f"{what}={redact_url(value)!r}", "holds credentials inside the URL (shown as ***). neo never takes "
+            "credentials from URLs or config", f"remove them from the URL and set {_CREDENTIAL_VARIABLES} in the "
+            "environment")
 
 
 def bucket_name_problem(name: str) -> str | None:
@@ -96,15 +97,16 @@ def parse_bucket(value: Any, provider: str | None = None, source: str = "storage
     """
     remote = provider in REMOTE_SCHEMES
     if value is None or (isinstance(value, str) and not value.strip()):
-        if remote:
-            raise StorageConfigError(
-                f"{source}={value!r} is empty but storage={provider} needs a bucket. Fix: {source}=<name> or "
-                f"{provider}://<name> (NEO_BUCKET=<name> sets it; it may be set but empty), or storage=local for a "
-                "local folder.")
+        if remote:  # never a default bucket name: pushes to a bucket someone else named the same would be refused
+            given, state, env = ((source, "is not set,", "NEO_BUCKET=<name> sets it too") if value is None else
+                                 (f"{source}={value!r}", "is empty", "NEO_BUCKET=<name> sets it; it may be set but empty"))
+            raise StorageConfigError.of(
+                given, f"{state} but storage={provider} needs a bucket",
+                f"{source}=<name> or {source}={provider}://<name> ({env}), or storage=local for a local folder")
         return None
     if not isinstance(value, str):
-        raise StorageConfigError(f"{source}={value!r} is not a URL or folder. Fix: use e.g. r2://my-bucket or a "
-                                 "folder such as ./data/bucket.")
+        raise StorageConfigError(problem(source, value, "is not a URL or folder",
+                                         "use e.g. r2://my-bucket or a folder such as ./data/bucket"))
     text = value.strip()
     refuse_userinfo(text, source)
     match = _SCHEME.fullmatch(text)
@@ -112,18 +114,18 @@ def parse_bucket(value: Any, provider: str | None = None, source: str = "storage
         return _parse_url(text, match.group(1).lower(), match.group(2), provider, source)
     if remote:
         if _looks_like_path(text):
-            raise StorageConfigError(
-                f"{source}={value!r} is a folder but storage={provider} stores in a {provider} bucket. Fix: "
-                f"{source}=<bucket-name> for the bucket, or storage=local {source}={text} for a local folder.")
-        problem = bucket_name_problem(text)
-        if problem:
-            raise StorageConfigError(f"{source}={value!r} {problem}. Fix: {source}=<bucket-name> as the bucket is "
-                                     f"named at {provider}.")
+            raise StorageConfigError(problem(
+                source, value, f"is a folder but storage={provider} stores in a {provider} bucket",
+                f"{source}=<bucket-name> for the bucket, or storage=local {source}={text} for a local folder"))
+        wrong = bucket_name_problem(text)
+        if wrong:
+            raise StorageConfigError(problem(source, value, wrong,
+                                             f"{source}=<bucket-name> as the bucket is named at {provider}"))
         return f"{provider}://{text}"
     if provider is None and not _looks_like_path(text):
-        raise StorageConfigError(
-            f"{source}={value!r} is a bare name, but no provider says which storage it is in. Fix: give the URL "
-            f"(r2://{text}, b2://{text} or s3://{text}), or write ./{text} for a local folder.")
+        raise StorageConfigError(problem(
+            source, value, "is a bare name, but no provider says which storage it is in",
+            f"give the URL (r2://{text}, b2://{text} or s3://{text}), or write ./{text} for a local folder"))
     folder = text.rstrip("/") or "/"
     return folder if provider == "local" or _looks_like_path(folder) else f"./{folder}"  # stays a path when re-parsed
 
@@ -131,25 +133,25 @@ def parse_bucket(value: Any, provider: str | None = None, source: str = "storage
 def _parse_url(text: str, scheme: str, rest: str, provider: str | None, source: str) -> str:
     if not rest.startswith("//"):
         fixed = f"{scheme}://{rest.lstrip('/') or '<bucket-name>'}"
-        raise StorageConfigError(f"{source}={text!r} is not a URL: the scheme {scheme!r} needs '://'. Fix: "
-                                 f"{source}={fixed}.")
+        raise StorageConfigError(problem(source, text, f"is not a URL: the scheme {scheme!r} needs '://'",
+                                         f"{source}={fixed}"))
     if scheme not in (*REMOTE_SCHEMES, "file"):
-        raise StorageConfigError(
-            f"{source}={text!r} uses an unknown storage scheme {scheme!r}. Fix: use r2://<bucket> (storage=r2), "
-            "b2://<bucket> (storage=b2), s3://<bucket> (storage=s3), file:///dir or a local folder.")
+        raise StorageConfigError(problem(
+            source, text, f"uses an unknown storage scheme {scheme!r}", "use r2://<bucket> (storage=r2), "
+            "b2://<bucket> (storage=b2), s3://<bucket> (storage=s3), file:///dir or a local folder"))
     body = rest[2:]
     if scheme == "file":
         host, slash, path = body.partition("/")
         if host not in ("", "localhost") or not path.strip("/"):
-            raise StorageConfigError(f"{source}={text!r} is not a local folder URL. Fix: file:///absolute/folder.")
+            raise StorageConfigError(problem(source, text, "is not a local folder URL", "file:///absolute/folder"))
         return "file:///" + path.strip("/")
     if provider in REMOTE_SCHEMES and provider != scheme:
-        raise StorageConfigError(f"{source}={text!r} is a {scheme} bucket but storage={provider}. Fix: "
-                                 f"storage={scheme}, or {source}={provider}://<bucket-name>.")
+        raise StorageConfigError(problem(source, text, f"is a {scheme} bucket but storage={provider}",
+                                         f"storage={scheme}, or {source}={provider}://<bucket-name>"))
     name, _, path = body.partition("/")
-    problem = bucket_name_problem(name)
-    if problem:
-        raise StorageConfigError(f"{source}={text!r} {problem}. Fix: {source}={scheme}://<bucket-name>.")
+    wrong = bucket_name_problem(name)
+    if wrong:
+        raise StorageConfigError(problem(source, text, wrong, f"{source}={scheme}://<bucket-name>"))
     path = path.rstrip("/")
     if path:
         try:
@@ -159,14 +161,17 @@ def _parse_url(text: str, scheme: str, rest: str, provider: str | None, source: 
     return f"{scheme}://{name}" + (f"/{path}" if path else "")
 
 
+EMPTY_NEO_BUCKET = render("NEO_BUCKET=''", "is set but empty",
+                          "unset it, or set it to the bucket (r2://team-weights, or a folder such as ./data/bucket)")
+
+
 def bucket_from_env(default: str | None = None) -> str | None:
     """``$NEO_BUCKET`` (``default`` when unset); set but empty is an error, never "no bucket"."""
     if "NEO_BUCKET" not in os.environ:
         return default
     value = os.environ["NEO_BUCKET"]
     if not value.strip():
-        raise StorageConfigError("NEO_BUCKET='' is set but empty. Fix: unset it, or set it to the bucket "
-                                 "(r2://team-weights, or a folder such as ./data/bucket).")
+        raise StorageConfigError(EMPTY_NEO_BUCKET)
     return value
 
 
@@ -242,13 +247,12 @@ class StorageSettings:
             # folder, a bare name is ambiguous (refused with the fix), set but empty is an error
             source, self.provider = "NEO_BUCKET", None
         if self.provider is not None and self.provider not in PROVIDERS:
-            problems.append(f"storage.provider={self.provider!r} is not a storage provider. Fix: use one of "
-                            f"{', '.join(PROVIDERS)} (storage=r2 etc. sets it).")
+            problems.append(problem("storage.provider", self.provider, "is not a storage provider",
+                                    f"use one of {', '.join(PROVIDERS)} (storage=r2 etc. sets it)"))
         else:
             try:
                 if source == "NEO_BUCKET" and not str(self.bucket or "").strip():
-                    raise StorageConfigError("NEO_BUCKET='' is set but empty. Fix: unset it, or set it to the bucket "
-                                             "(r2://team-weights, or a folder such as ./data/bucket).")
+                    raise StorageConfigError(EMPTY_NEO_BUCKET)
                 self.bucket = parse_bucket(self.bucket, self.provider, source)
             except StorageConfigError as exc:
                 problems.append(str(exc))
@@ -264,15 +268,15 @@ class StorageSettings:
             if name == "upload_timeout_s" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (strict and value == low):
-                problems.append(f"storage.{name}={value!r} must be a number {'>' if strict else '>='} {low}. "
-                                f"Fix: use e.g. storage.{name}={example}.")
+                problems.append(problem(f"storage.{name}", value, f"must be a number {'>' if strict else '>='} {low}",
+                                        f"use e.g. storage.{name}={example}"))
         if not isinstance(self.storage_options, Mapping):
-            problems.append(f"storage.storage_options={self.storage_options!r} is not a mapping. Fix: use {{}}.")
+            problems.append(problem("storage.storage_options", self.storage_options, "is not a mapping", "use {}"))
         else:
             bad = sorted(str(k) for k in self.storage_options if str(k).lower() in _SECRET_OPTIONS)
             if bad:  # never echo the value of a secret
-                problems.append(f"storage.storage_options holds secret option(s) {bad} (values not shown). Fix: "
-                                f"remove them and set {_CREDENTIAL_VARIABLES} in the environment.")
+                problems.append(render("storage.storage_options", f"holds secret option(s) {bad} (values not shown)",
+                                       f"remove them and set {_CREDENTIAL_VARIABLES} in the environment"))
         if problems:
             raise StorageConfigError(" ".join(problems))
         self.cache_dir = Path(os.path.expandvars(str(self.cache_dir))).expanduser()
@@ -299,8 +303,8 @@ class StorageSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise StorageConfigError(f"storage has unknown key(s) {unknown}. Fix: remove them; valid keys are "
-                                     f"{sorted(known)}.")
+            raise StorageConfigError.of("storage", f"has unknown key(s) {unknown}",
+                                        f"remove them; valid keys are {sorted(known)}")
         values["storage_options"] = values.get("storage_options") or {}
         if isinstance(values["storage_options"], Mapping):
             values["storage_options"] = dict(values["storage_options"])

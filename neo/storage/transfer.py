@@ -26,6 +26,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.implementations.local import LocalFileSystem
 from s3fs import S3FileSystem
 
+from neo.config_problems import render
 from neo.files import write_text_atomic
 from neo.storage.errors import TRANSIENT, CorruptDownloadError, HashRecordError, classify
 
@@ -223,9 +224,9 @@ def _download_once(fs, rpath: str, target: Path, expected_sha256: str | None, ca
                               "(the registry's); it holds another file")
     expected = (expected_sha256 or recorded or "").lower() or None
     if expected is None and isinstance(fs, S3FileSystem):
-        raise HashRecordError(f"{rpath} has no sha256 record (no {SIDECAR} sidecar, no sha256 metadata), so its bytes "
-                              "cannot be verified; neo refuses it. Fix: push a good copy with `neo-weights push FILE "
-                              "--as KEY`, which records its sha256")
+        raise HashRecordError(render(str(rpath), f"has no sha256 record (no {SIDECAR} sidecar, no sha256 metadata), so "
+                                     "its bytes cannot be verified; neo refuses it", "push a good copy with "
+                                     "`neo-weights push FILE --as KEY`, which records its sha256"))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
     try:
         if isinstance(fs, S3FileSystem) and size:

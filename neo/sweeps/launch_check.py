@@ -19,8 +19,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from neo.config_problems import UserError
 
-class LaunchError(ValueError):
+
+class LaunchError(UserError, ValueError):
     """A launch combination that cannot work; the message names the values and the fix."""
 
 

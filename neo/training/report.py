@@ -17,6 +17,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
+from neo.console import stdout_console
 from neo.files import write_text_atomic
 
 # Top-level groups first, in this order; the remaining keys follow.
@@ -26,7 +27,7 @@ TREE_ORDER = ("data", "model", "optim", "trainer", "callbacks", "logger", "stora
 @rank_zero_only
 def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
     """Print the resolved config, one branch per group (rank zero only)."""
-    console = console or Console()
+    console = console or stdout_console()
     tree = Tree("[bold]config[/bold]", guide_style="dim")
     keys = [k for k in TREE_ORDER if k in cfg] + [k for k in cfg if k not in TREE_ORDER]
     for key in keys:
@@ -148,7 +149,7 @@ def speed_line(throughput: Mapping, notes: list[str]) -> str:
 @rank_zero_only
 def print_summary(summary: TrainSummary, console: Console | None = None) -> None:
     """The closing table: AP, AP50, images/s, epochs, wall time, best checkpoint, TensorBoard dir."""
-    console = console or Console()
+    console = console or stdout_console()
     table = Table(title=f"neo-train: {summary.status}", show_header=False, title_style="bold")
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")  # paths wrap instead of being cut: they are meant to be copied

@@ -26,6 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from neo.config.check import ConfigError
+from neo.console import print_user_error, stdout_console
 
 SUMMARY_JSON = "summary.json"
 log = logging.getLogger(__name__)
@@ -229,11 +230,9 @@ def stopped_run(cfg: DictConfig) -> FinishedRun | None:
 
 def print_finished(finished: FinishedRun) -> None:
     """Say the run is finished and show its summary table (from ``summary.json``)."""
-    from rich.console import Console
-
     from neo.training.report import print_summary
 
-    console = Console()
+    console = stdout_console()
     console.print(f"[bold green]neo-train:[/bold green] {finished.message}", highlight=False)
     print_summary(summary_from_record(finished.record, finished.run_dir, status="already finished"), console)
 
@@ -298,28 +297,22 @@ class RunFolderGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         problem = bucket_setting_problem(config, credentials_only=True)  # a bad point is a failed row of its own
         if problem:
-            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            sys.exit(print_user_error("neo-train", problem))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         problem = bucket_setting_problem(config, credentials_only=True)
         if problem:
-            print(f"neo-train: {problem}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            sys.exit(print_user_error("neo-train", problem))
         problems = _config_problems(config)
         if problems:  # every problem at once, as neo-train's own check prints them, before anything is written
-            from neo.storage.redact import redact
-
-            print(f"neo-train: {redact(problems)}", flush=True)
-            sys.exit(1)
+            sys.exit(print_user_error("neo-train", problems))
         try:
             check_owner(config)
             finished = finished_run(config)
             if finished is None:
                 check_fresh_start(config)
         except ConfigError as exc:
-            print(f"neo-train: {exc}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            sys.exit(print_user_error("neo-train", exc))
         except Exception:  # noqa: BLE001 - an invalid value: the run's config check names it with its fix
             return
         if finished is not None:

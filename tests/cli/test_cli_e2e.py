@@ -102,4 +102,5 @@ def test_bad_override_exits_1_with_named_error(synth_root: Path, tmp_path: Path)
     result = _run("neo-train", *_tiny(synth_root, tmp_path, "optim.lr=0", "trainer.accumulate_grad_batches=0"),
                   cwd=tmp_path)
     assert result.returncode == 1
-    assert "optim.lr=0" in result.stdout and "trainer.accumulate_grad_batches=0" in result.stdout
+    assert "optim.lr=0" in result.stderr and "trainer.accumulate_grad_batches=0" in result.stderr  # a user error
+    assert "optim.lr=0" not in result.stdout

@@ -9,7 +9,7 @@ import warnings
 import pytest
 from rich.logging import RichHandler
 
-from neo.cli.output import quiet_console, start_line
+from neo.cli.output import setup_console, start_line
 from neo.cli.train import run as train_cli
 from tests.conftest import train_overrides
 from tests.training.helpers import compose_train
@@ -18,10 +18,11 @@ from tests.training.helpers import compose_train
 def test_a_bad_size_prints_its_brackets_and_exits_1(synth_root, tmp_path, capsys):
     cfg = compose_train(train_overrides(synth_root, tmp_path, "data.resolution=abc"))
     assert train_cli(cfg) == 1
-    out = " ".join(capsys.readouterr().out.split())
-    assert "data.resolution='abc' is not a size" in out
-    assert "or a [height, width] list such as [1080, 1920]" in out  # rich markup would eat "[height, width]"
-    assert "Traceback" not in out
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "data.resolution='abc' is not a size" in err and "is not a size" not in captured.out  # a user error: stderr
+    assert "or a [height, width] list such as [1080, 1920]" in err  # rich markup would eat "[height, width]"
+    assert "Traceback" not in err + captured.out
 
 
 @pytest.mark.parametrize("print_config", [False, True])
@@ -44,7 +45,7 @@ def test_start_line_names_overrides_and_run_folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def clean_logging():
-    """quiet_console changes the root and Lightning loggers: restore them after the test."""
+    """setup_console changes the root and Lightning loggers: restore them after the test."""
     root = logging.getLogger()
     saved = list(root.handlers), root.level
     lightning = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
@@ -60,14 +61,14 @@ def clean_logging():
 
 
 @pytest.mark.parametrize("use_rich", [True, False])
-def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_logging, capsys, use_rich):
+def test_setup_console_prints_each_record_once_without_lightning_noise(clean_logging, capsys, use_rich):
     """On a terminal through rich (above the progress bar); in a pipe the plain handler (no 80-column wraps)."""
     import sys
 
     root = logging.getLogger()
     root.handlers[:] = [logging.StreamHandler(sys.stdout)]  # what Hydra's job logging installs
     root.setLevel(logging.INFO)
-    quiet_console(use_rich=use_rich)
+    setup_console(lightning=True, use_rich=use_rich)
     assert [type(h) for h in root.handlers] == [RichHandler if use_rich else logging.StreamHandler]
     assert all(not logging.getLogger(n).handlers and logging.getLogger(n).propagate
                for n in ("lightning", "lightning.pytorch", "lightning.fabric"))
@@ -78,7 +79,7 @@ def test_quiet_console_prints_each_record_once_without_lightning_noise(clean_log
     logging.getLogger("neo.storage.uploader").info("Uploaded runs/demo/checkpoints/best.ckpt")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        quiet_console(use_rich=use_rich)  # idempotent; its filters outrank the "default" action just set
+        setup_console(lightning=True, use_rich=use_rich)  # idempotent; its filters outrank the "default" action just set
         warnings.warn("The `srun` command is available on your system but is not used. HINT: ...", UserWarning,
                       stacklevel=1)
         warnings.warn("something the user should see", UserWarning, stacklevel=1)

@@ -75,7 +75,9 @@ def test_verify_finds_every_kind_of_breakage(tmp_path, capsys, coco_writer):
     assert "FAILED" in out and "corrupt.jpg" in out
     (tmp_path / "annotations/instances_train.json").write_text("{not json")
     assert not verify_coco(ann, image_dir).ok
-    assert neo_data(["verify", str(tmp_path / "empty")]) == 2  # no annotation files at all
+    assert neo_data(["verify", str(tmp_path / "empty")]) == 1  # no annotation files at all: a user error ...
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("neo-data verify: ") and "holds no annotations/instances_*.json. Fix: pass" in err  # ... on stderr
 
 
 def test_verify_prints_images_and_instances_per_class(tmp_path, capsys, coco_writer):

@@ -37,7 +37,8 @@ REFUSED = [
     ("r2:", None, "storage.bucket='r2:' is not a URL: the scheme 'r2' needs '://'. Fix: storage.bucket=r2://<bucket-name>."),
     ("r2:/bkt", None, "storage.bucket='r2:/bkt' is not a URL: the scheme 'r2' needs '://'. Fix: storage.bucket=r2://bkt."),
     ("", "r2", "storage.bucket='' is empty but storage=r2 needs a bucket."),
-    (None, "b2", "storage.bucket=None is empty but storage=b2 needs a bucket."),
+    (None, "b2", "storage.bucket is not set, but storage=b2 needs a bucket. Fix: storage.bucket=<name> or "
+                 "storage.bucket=b2://<name>"),
     ("mybucket", None, "storage.bucket='mybucket' is a bare name, but no provider says which storage it is in. "
                        "Fix: give the URL (r2://mybucket, b2://mybucket or s3://mybucket), or write ./mybucket"),
     ("r2://Bad_Bucket!", None, "has the invalid bucket name 'Bad_Bucket!'"),
@@ -118,3 +119,30 @@ def test_hydra_storage_choices_give_the_providers_bucket(overrides, bucket, monk
     monkeypatch.setenv("NEO_BUCKET", "from-env")
     cfg = compose_train([f"paths.root_dir={tmp_path}", *overrides])
     assert StorageSettings.from_config(cfg.storage).bucket == bucket
+
+
+@pytest.mark.parametrize("provider", ["r2", "b2", "s3"])
+def test_a_remote_storage_without_a_bucket_is_refused_not_given_a_default_name(provider, monkeypatch, tmp_path):
+    """``storage=r2`` alone once meant a bucket named "neo" (someone else's, or none): now the override to give."""
+    from tests.training.helpers import compose_train
+
+    monkeypatch.delenv("NEO_BUCKET", raising=False)
+    cfg = compose_train([f"paths.root_dir={tmp_path}", f"storage={provider}"])
+    assert cfg.storage.bucket is None
+    with pytest.raises(StorageConfigError) as info:
+        StorageSettings.from_config(cfg.storage)
+    assert str(info.value) == (
+        f"storage.bucket is not set, but storage={provider} needs a bucket. Fix: storage.bucket=<name> or "
+        f"storage.bucket={provider}://<name> (NEO_BUCKET=<name> sets it too), or storage=local for a local folder.")
+    monkeypatch.setenv("NEO_BUCKET", "team-weights")
+    named = compose_train([f"paths.root_dir={tmp_path}", f"storage={provider}"])
+    assert StorageSettings.from_config(named.storage).bucket == f"{provider}://team-weights"
+
+
+def test_the_local_storage_keeps_its_folder_default(monkeypatch, tmp_path):
+    from tests.training.helpers import compose_train
+
+    monkeypatch.delenv("NEO_BUCKET", raising=False)
+    for choice in ([], ["storage=local"]):
+        cfg = compose_train([f"paths.root_dir={tmp_path}", *choice])
+        assert StorageSettings.from_config(cfg.storage).bucket == f"{tmp_path}/data/bucket"
