@@ -37,6 +37,7 @@ from neo.models.rtdetr.convert import (
 log = logging.getLogger(__name__)
 
 NEO_PREFIXES = ("net.", "criterion.", "postprocessor.")
+BACKBONE_KEY = "model.net.backbone.pretrained"  # a backbone's own weights file (read for PResNet backbones)
 WEIGHTS = ("ema", "raw")
 _EXAMPLES = 3  # key names quoted per kind of mismatch
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
@@ -51,6 +52,8 @@ NEO_FIX = {
     "pretrained": "pass a neo checkpoint or an official RT-DETR .pth (v1 or v2)",
     "import": "pass an official RT-DETR .pth (v1 or v2, as released by lyuwenyu/RT-DETR) or its registry "
               "name (neo-weights list --framework rtdetr)",
+    BACKBONE_KEY: "pass a PResNet-vd backbone state dict (official key names, bare or under model / state_dict / "
+                  "ema.module) or null",
 }
 
 
