@@ -25,6 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from neo.checkpoints.listing import bucket_checkpoints, local_checkpoints
 from neo.config.check import ConfigError
 
 SUMMARY_JSON = "summary.json"
@@ -56,19 +57,11 @@ def run_identity(cfg: DictConfig) -> str:
     return f"{cfg.run_name}-debug-{mode}" if mode else str(cfg.run_name)
 
 
-def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
-    """Checkpoint files (``*.ckpt``, not hidden hand-over files) in a run's checkpoint folder."""
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
-
-
 class BucketNotChecked(ConfigError):
     """A fresh run whose bucket could not be listed: it might replace a run that exists only there."""
 
 
-def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
+def bucket_holdings(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
     """(URL of the run's bucket checkpoint folder, checkpoint names there, why it could not be listed or None);
     (None, [], None) without a bucket push. Offline with a remote bucket counts as "could not be listed"."""
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
@@ -76,22 +69,16 @@ def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | No
     from neo.storage.settings import StorageSettings
 
     settings = StorageSettings.from_config(cfg.storage)
-    key = settings.run_checkpoint_dir(run_identity(cfg))
-    url = settings.url(key)
+    url = settings.url(settings.run_checkpoint_dir(run_identity(cfg)))
     if settings.offline_remote:
         return url, [], "offline mode is on (NEO_OFFLINE or storage.offline)"
     try:
-        fs, root = settings.bucket_fs()
-        fs.invalidate_cache(f"{root}/{key}")
-        entries = fs.ls(f"{root}/{key}", detail=True)
-    except FileNotFoundError:
-        return url, [], None
+        remote = bucket_checkpoints(settings, run_identity(cfg))
     except Exception as exc:  # noqa: BLE001 - network, credentials, server gone
         from neo.storage.errors import classify
 
         return url, [], f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
-    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")], None
+    return url, sorted(f.name for f in remote), None
 
 
 def check_fresh_start(cfg: DictConfig) -> list[str]:
@@ -102,7 +89,7 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
         return []
     checkpoint_dir = Path(str(cfg.paths.checkpoint_dir))
     local = local_checkpoints(checkpoint_dir)
-    url, remote, unchecked = bucket_checkpoints(cfg)
+    url, remote, unchecked = bucket_holdings(cfg)
     notes = []
     if unchecked and not local:
         from neo.storage.redact import redact
@@ -123,7 +110,7 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
         return notes
     held = []
     if local:
-        held.append(f"{checkpoint_dir} holds {', '.join(p.name for p in local)}")
+        held.append(f"{checkpoint_dir} holds {', '.join(sorted(f.name for f in local))}")
     if remote:
         held.append(f"{url} holds {', '.join(remote)}")
     name = str(cfg.run_name)
