@@ -1,8 +1,13 @@
-"""Which run a command is, and whether it may write where it is pointed: runs never overwrite each other.
+"""The run record: which run a command is, its folder and ``summary.json``, and whether it may write where it is
+pointed (runs never overwrite each other).
 
-- :func:`run_identity`: the name a run's checkpoints go under in the bucket (``runs/<name>/checkpoints``) and
-  that ``ckpt_path=auto`` looks for; a debug run (``debug=fast|limit|overfit|profile``) is
-  ``<run_name>-debug-<mode>``, so it never meets the real run's checkpoints.
+- :func:`run_id`: the one naming of a run (its folder under ``outputs/runs/``, its bucket checkpoints
+  ``runs/<name>/checkpoints``, what ``ckpt_path=auto`` looks for): ``<run_name>``, and for a debug run
+  (``debug=fast|limit|overfit|profile``) ``<run_name>-debug-<mode>``, so it never meets the real run's
+  checkpoints. The YAML builds ``paths.run_dir`` with it through the ``${neo.run_id:...}`` resolver (registered
+  by the ``conf`` package); :func:`run_identity` reads it off a composed config.
+- :data:`SUMMARY_JSON` / :func:`summary_path` / :func:`write_summary` / :func:`read_summary`: the run folder's
+  ``summary.json`` (what ``neo-train`` writes at the end, the sweep table and a finished ``ckpt_path=auto`` read).
 - :func:`plan_run`: before anything is written, what the command will do: start fresh, resume, refuse
   (a fresh start where checkpoints of a run already are, locally or in the bucket: :class:`RunFolderTaken`
   names both places and the three ways on) or nothing (``ckpt_path=auto`` on a run that already finished:
@@ -27,6 +32,7 @@ from omegaconf import DictConfig
 
 from neo.checkpoints.listing import bucket_checkpoints, local_checkpoints
 from neo.config.check import ConfigError
+from neo.files import write_text_atomic
 
 SUMMARY_JSON = "summary.json"
 log = logging.getLogger(__name__)
@@ -51,10 +57,26 @@ def debug_mode(cfg: DictConfig) -> str | None:
     return str(mode) if mode else None
 
 
+def run_id(run_name: Any, mode: Any = None) -> str:
+    """A run's name for its folder, its bucket checkpoints and ``ckpt_path=auto``: ``<run_name>``, or
+    ``<run_name>-debug-<mode>`` for a debug preset's run (``mode``: fast | limit | overfit | profile)."""
+    return f"{run_name}-debug-{mode}" if mode else str(run_name)
+
+
 def run_identity(cfg: DictConfig) -> str:
-    """The run's name for its bucket checkpoints and ``ckpt_path=auto``: ``<run_name>[-debug-<mode>]``."""
-    mode = debug_mode(cfg)
-    return f"{cfg.run_name}-debug-{mode}" if mode else str(cfg.run_name)
+    """:func:`run_id` of a composed config (``run_name`` and ``debug_mode``)."""
+    return run_id(cfg.run_name, debug_mode(cfg))
+
+
+def summary_path(run_dir: str | Path) -> Path:
+    """``<run_dir>/summary.json``."""
+    return Path(run_dir) / SUMMARY_JSON
+
+
+def write_summary(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``<run_dir>/summary.json`` atomically (the sweep table may read it from another process meanwhile);
+    the folder is created if needed. ``record``: JSON-safe (see :func:`neo.training.report.summary_record`)."""
+    return write_text_atomic(summary_path(run_dir), json.dumps(record, indent=2, default=str))
 
 
 class BucketNotChecked(ConfigError):
@@ -160,7 +182,7 @@ def _as_bool(value: Any) -> bool:
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """The run folder's ``summary.json`` (None when absent or unreadable)."""
     try:
-        record = json.loads((Path(run_dir) / SUMMARY_JSON).read_text())
+        record = json.loads(summary_path(run_dir).read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
