@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from neo.checkpoints.format import CheckpointError, check_state_dict_fits, read_neo
+from neo.checkpoints.format import CheckpointError, check_state_dict_fits, named_value, read_neo
 from neo.checkpoints.listing import CheckpointFile, bucket_checkpoints, local_checkpoints
 
 __all__ = ["CheckpointError", "WeightsUnavailableError", "check_state_dict_fits", "newest_checkpoint",
@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 
 class WeightsUnavailableError(CheckpointError, FileNotFoundError):
     """A weight/checkpoint identifier could not be turned into a local file (the message lists where neo looked)."""
-
-
-def _named(key: str | None, value: Any) -> str:
-    return f"{key}={str(value)!r}" if key else repr(str(value))
 
 
 def newest_checkpoint(checkpoint_dir: str | Path, run_name: str | None = None,
@@ -102,7 +98,7 @@ def resolve_identifier(identifier: str, storage_cfg: Any = None, key: str | None
     try:
         return Path(resolve(identifier, storage=storage_settings(storage_cfg)))
     except (FileNotFoundError, ValueError) as exc:  # ResolveError, unsafe keys, a folder given as a file
-        raise WeightsUnavailableError(f"{_named(key, identifier)} cannot be used. {exc}") from None
+        raise WeightsUnavailableError(f"{named_value(key, identifier)} cannot be used. {exc}") from None
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_name: str, checkpoint_dir: str | Path,
