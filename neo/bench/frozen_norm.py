@@ -58,13 +58,15 @@ def time_folded_and_unfolded(net: torch.nn.Module, images: torch.Tensor, warmup:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from neo.models.rtdetr import build_preset, load_preset_config
+    from neo.models.rtdetr import PRESETS, build_preset, load_preset_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if load_preset_config(args.preset).net.backbone.get("_target_") != "neo.models.rtdetr.PResNet":
+    presnet = [name for name in PRESETS
+               if load_preset_config(name).net.backbone.get("_target_") == "neo.models.rtdetr.PResNet"]
+    if args.preset not in presnet:
         print(f"neo-bench frozen-norm: preset {args.preset} has no PResNet backbone (nothing to fold); use one of "
-              "rtdetr_r18, rtdetr_r34, rtdetr_r50m, rtdetr_r50, rtdetr_r101", file=sys.stderr)
+              f"{', '.join(presnet)}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
     net = build_preset(args.preset, 80, {"net.backbone.freeze_norm": True})[0].eval().to(args.device)

@@ -22,6 +22,8 @@ import time
 
 import torch
 
+from neo.models.rtdetr.presets import PRESETS
+
 MALLOC_TUNABLES = {
     "MALLOC_MMAP_THRESHOLD_": str(16 * 2**30),
     "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30),
@@ -86,7 +88,8 @@ def _timed(fn, warmup: int, steps: int, device: torch.device) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench model", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--preset", default="rtdetr_r50", help="conf/model/<preset>.yaml (default rtdetr_r50)"
+        "--preset", default="rtdetr_r50", choices=PRESETS, metavar="PRESET",
+        help=f"a preset of conf/model/: {', '.join(PRESETS)} (default rtdetr_r50)",
     )
     parser.add_argument("--size", type=parse_hw, default=(544, 960), help="H x W, e.g. 544x960 or 1080p")
     parser.add_argument("--batch", type=int, default=2)

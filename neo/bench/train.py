@@ -29,6 +29,8 @@ from itertools import product
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from neo.models.rtdetr.presets import PRESETS
+
 
 class RandomDetection(Dataset):
     """``length`` random (uint8 [3, H, W], target) samples in the data contract, fixed by a seed."""
@@ -138,7 +140,8 @@ def run_variant(preset: str, size: tuple[int, int], batch: int, accumulate: int,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neo-bench train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="tiny", help="conf/model preset (tiny, rtdetr_r18, rtdetr_r50, ...)")
+    parser.add_argument("--preset", default="tiny", choices=PRESETS, metavar="PRESET",
+                        help=f"a preset of conf/model/: {', '.join(PRESETS)} (default tiny)")
     parser.add_argument("--size", default="360p", help="16:9 canvas: 360p, 1280x720, ... (W x H)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--accumulate", type=int, default=1)

@@ -26,12 +26,11 @@ from neo.checkpoints.format import (
     write_checkpoint,
 )
 from neo.data.coco_categories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from neo.models.rtdetr import PRESETS, load_preset_config
+from neo.models.rtdetr import CONVERTIBLE_PRESETS, load_preset_config
 from neo.models.rtdetr.convert import ConversionReport, OfficialArchitecture, load_converted
 from neo.models.rtdetr.sampling_variants import DSP_NAME
 from neo.training.module import RTDETRModule
 
-CONVERTIBLE_PRESETS = tuple(p for p in PRESETS if p.startswith(("rtdetr_", "dfine_")))
 # Official models train and validate at 640x640; the 16:9 canvas of the same width keeps their scale.
 DEFAULT_EVAL_SIZE = "640x360"
 # Variants a user states (the tensors cannot show them) -> the decoder's cross-attention sampling.

@@ -278,6 +278,8 @@ def _sampling_text(result, stated_by: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from neo.models.rtdetr.presets import CONVERTIBLE_PRESETS
+
     parser = argparse.ArgumentParser(prog="neo-weights", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", default=None,
                         help="bucket URL (r2://name, b2://name, s3://name), a folder, or a bare name with --storage "
@@ -310,9 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="convert an official RT-DETR checkpoint (v1/v2) into a neo checkpoint")
     p.add_argument("src", help="path, URL or registry name (e.g. rtdetr/rtdetr_r50vd_6x_coco)")
     p.add_argument("--out", default=None, help="neo checkpoint to write [./<src stem>_neo.ckpt]")
-    p.add_argument("--preset", default="auto",
-                   help="neo preset to load into: auto (from the keys and shapes) | rtdetr_r18 | rtdetr_r34 | "
-                        "rtdetr_r50m | rtdetr_r50 | rtdetr_r101 | rtdetr_hgnetv2_l | rtdetr_hgnetv2_x | rtdetr_hgnetv2_h")
+    p.add_argument("--preset", default="auto", help="neo preset to load into: auto (from the keys and shapes) | "
+                                                    f"{' | '.join(CONVERTIBLE_PRESETS)}")
     p.add_argument("--state", default="ema", choices=("ema", "model"),
                    help="which weights: ema (ema.module when present, the official choice) or model")
     p.add_argument("--variant", default="auto", choices=("auto", "default", "dsp"),

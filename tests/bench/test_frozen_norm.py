@@ -24,4 +24,8 @@ def test_prints_folded_unfolded_and_their_ratio(capsys: pytest.CaptureFixture) -
 
 def test_refuses_a_preset_without_a_presnet_backbone(capsys: pytest.CaptureFixture) -> None:
     assert main(["--preset", "hgnetv2_l"]) == 2
-    assert "has no PResNet backbone" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has no PResNet backbone" in err
+    offered = err.split("use one of ")[1].split()  # read from conf/model/: the R family and tiny (a narrow PResNet)
+    assert [name.rstrip(",") for name in offered] == ["rtdetr_r101", "rtdetr_r18", "rtdetr_r34", "rtdetr_r50",
+                                                       "rtdetr_r50m", "tiny"]

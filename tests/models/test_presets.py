@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from neo.models.rtdetr import PRESETS, build_preset, load_preset_config
-
-REFERENCE = Path("/work/shared/reference")
+from tests.official_checkpoints import REFERENCE, reference_shapes
 
 OFFICIAL = {  # preset: (trainable, all parameters) at 80 classes
     "rtdetr_r18": (20_184_464, 20_184_464),
@@ -38,14 +36,6 @@ def test_parameter_counts_equal_official(name):
     assert (trainable, total) == OFFICIAL[name]
 
 
-def _reference_keys(stem: str) -> dict[str, tuple[int, ...]]:
-    out = {}
-    for line in (REFERENCE / f"{stem}_state_dict_keys.txt").read_text().splitlines():
-        key, shape = line.split("\t")
-        out[key] = tuple(int(v) for v in shape.strip("()").split(",") if v.strip())
-    return out
-
-
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference key lists not available")
 @pytest.mark.parametrize(
     "name, stem",
@@ -54,7 +44,7 @@ def _reference_keys(stem: str) -> dict[str, tuple[int, ...]]:
 def test_state_dict_names_and_shapes_match_official(name, stem):
     net, _, _ = _build_meta(name)
     ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    ref = _reference_keys(stem)
+    ref = reference_shapes(stem)
     if stem.startswith("rtdetrv2"):  # v2: size-bound buffers, derived buffer, renamed enc_output and input_proj
         ref = {k: v for k, v in ref.items() if not k.endswith(("anchors", "valid_mask", "num_points_scale"))}
         ref = {

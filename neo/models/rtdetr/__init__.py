@@ -21,6 +21,7 @@ _EXPORTS = {
     "SetCriterion": "criterion",
     "PostProcessor": "postprocess",
     "sincos_2d_embedding": "position",
+    "CONVERTIBLE_PRESETS": "presets",
     "PRESETS": "presets",
     "build_preset": "presets",
     "load_preset_config": "presets",
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .matcher import HungarianMatcher  # noqa: F401
     from .position import sincos_2d_embedding  # noqa: F401
     from .postprocess import PostProcessor  # noqa: F401
-    from .presets import PRESETS, build_preset, load_preset_config  # noqa: F401
+    from .presets import CONVERTIBLE_PRESETS, PRESETS, build_preset, load_preset_config  # noqa: F401
     from .presnet import PResNet  # noqa: F401
     from .rtdetr import RTDETR  # noqa: F401
     from .timm_backbone import TimmBackbone  # noqa: F401

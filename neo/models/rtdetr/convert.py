@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .presnet import depth_of_layout
 from .sampling_variants import DEFAULT_POINTS, detect_num_points, points_from_scale
 
 RENAMES = [
@@ -203,7 +204,7 @@ def _backbone_preset(sd: dict[str, torch.Tensor]) -> tuple[str | None, str, str]
         return preset, "hgnetv2", f"an HGNetv2 stem of width {int(hg_stem.shape[0])} (official: 48 L, 64 X, 96 H)"
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"backbone\.res_layers\.2\.blocks\.(\d+)\.", k))}
     bottleneck = any(k.startswith("backbone.res_layers.0.blocks.0.branch2c.") for k in sd)
-    depth = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101}.get((len(blocks), bottleneck))
+    depth = depth_of_layout(len(blocks), bottleneck)
     stem = sd.get("backbone.conv1.conv1_1.conv.weight")
     found = (f"{len(blocks)} stage-3 blocks, bottleneck={bottleneck}, stem width "
              f"{None if stem is None else stem.shape[0]} (official: 32)")

@@ -16,7 +16,18 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from .layers import ConvNormLayer, get_activation
 
+# The one table of the R-family layouts: depth -> blocks per stage; BottleNeck blocks from depth 50 up.
 STAGE_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
+BOTTLENECK_FROM_DEPTH = 50
+
+
+def depth_of_layout(stage3_blocks: int, bottleneck: bool) -> int | None:
+    """The depth whose third stage (stride 16) has ``stage3_blocks`` blocks of that kind, or None (e.g. 6
+    BasicBlocks: R34, 6 BottleNecks: R50). Reads the depth of a state dict's backbone."""
+    for depth, blocks in STAGE_BLOCKS.items():
+        if blocks[2] == stage3_blocks and (depth >= BOTTLENECK_FROM_DEPTH) == bottleneck:
+            return depth
+    return None
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
@@ -144,7 +155,7 @@ class PResNet(nn.Module):
                 conv1_3=ConvNormLayer(c // 2, c, 3, 1, act=act),
             )
         )
-        block = BottleNeck if depth >= 50 else BasicBlock
+        block = BottleNeck if depth >= BOTTLENECK_FROM_DEPTH else BasicBlock
         widths = [c, 2 * c, 4 * c, 8 * c]
         self.res_layers = nn.ModuleList()
         in_channels = c
