@@ -92,3 +92,16 @@ def test_offline_with_a_bucket_and_nothing_local_never_answers_none(tmp_path, mo
     settings = StorageSettings(bucket="r2://some-bucket", cache_dir=tmp_path / "cache")
     with pytest.raises(ResolveError, match="skipped \\(offline\\)"):
         newest_checkpoint(tmp_path / "none", RUN, settings)
+
+
+def test_listing_and_the_run_folder_guard_import_no_torch() -> None:
+    """The run-folder guard lists a run's checkpoints in Hydra's launcher, before torch loads."""
+    import subprocess
+    import sys
+
+    code = ("import sys, neo.checkpoints.listing, neo.training.run_folder\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'timm', 'cv2') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", result.stdout
