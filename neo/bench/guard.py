@@ -123,6 +123,7 @@ def run_bench(settings: DemoSettings, precisions: list[str], steps: int, warmup:
 
 def run_neo_train(overrides: list[str], steps: int, warmup: int, folder: Path) -> dict:
     """``neo-train`` on the demo for ``warmup + steps`` steps; its summary.json ``throughput`` and ``machine``."""
+    from neo.training.run_folder import read_summary
     from neo.training.speed_check import WARMUP_BATCHES
 
     if warmup != WARMUP_BATCHES:
@@ -134,7 +135,10 @@ def run_neo_train(overrides: list[str], steps: int, warmup: int, folder: Path) -
                "callbacks.last_checkpoint=null", "callbacks.image_grid=null", "callbacks.validation_results=null",
                "ckpt_path=null"]
     _run(command, folder / "neo-train.log")
-    record = json.loads((folder / "outputs/runs/speed-guard/summary.json").read_text())
+    record = read_summary(folder / "outputs/runs/speed-guard")
+    if record is None:
+        raise RuntimeError(f"neo-train wrote no readable summary.json in {folder / 'outputs/runs/speed-guard'}; see "
+                           f"{folder / 'neo-train.log'}")
     return {"throughput": record.get("throughput") or {}, "machine": record.get("machine") or {},
             "steps": record.get("steps")}
 

@@ -37,6 +37,7 @@ from neo.models.rtdetr.convert import (
 log = logging.getLogger(__name__)
 
 NEO_PREFIXES = ("net.", "criterion.", "postprocessor.")
+BACKBONE_KEY = "model.net.backbone.pretrained"  # a backbone's own weights file (read for PResNet backbones)
 WEIGHTS = ("ema", "raw")
 _EXAMPLES = 3  # key names quoted per kind of mismatch
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format
@@ -51,6 +52,8 @@ NEO_FIX = {
     "pretrained": "pass a neo checkpoint or an official RT-DETR .pth (v1 or v2)",
     "import": "pass an official RT-DETR .pth (v1 or v2, as released by lyuwenyu/RT-DETR) or its registry "
               "name (neo-weights list --framework rtdetr)",
+    BACKBONE_KEY: "pass a PResNet-vd backbone state dict (official key names, bare or under model / state_dict / "
+                  "ema.module) or null",
 }
 
 
@@ -62,7 +65,8 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0].split(". ")[0][:160]
 
 
-def _named(key: str | None, value: Any) -> str:
+def named_value(key: str | None, value: Any) -> str:
+    """``key='value'`` as the user typed the option (the quoted value alone without a key), for messages."""
     return f"{key}={str(value)!r}" if key else repr(str(value))
 
 
@@ -70,7 +74,7 @@ def _where(path: Path, key: str | None, value: Any) -> str:
     """``checkpoint='best.ckpt': /abs/best.ckpt`` (the value as typed, then the file it became)."""
     key = None if key == "import" else key  # a role, not a key=value option
     shown = path if value is None else value
-    return f"{_named(key, shown)}: {path}" if str(shown) != str(path) or key else str(path)
+    return f"{named_value(key, shown)}: {path}" if str(shown) != str(path) or key else str(path)
 
 
 def load_file(path: str | Path, key: str | None = "checkpoint", value: Any = None, trust_pickle: bool = False,
@@ -221,7 +225,7 @@ def read_neo(path: str | Path, key: str | None = "checkpoint", value: Any = None
             what = _official_summary(official[0])
             if key == "ckpt_path":
                 fix = (f"to start a new run from these weights use pretrained={path} instead of ckpt_path "
-                       f"(which resumes a neo training run)")
+                       f"(which resumes a run of neo-train)")
             else:
                 fix = (f"convert it once with: neo-weights import {path} --out {path.stem}_neo.ckpt, then give "
                        f"{path.stem}_neo.ckpt instead")
@@ -307,7 +311,7 @@ def check_state_dict_fits(expected: Mapping[str, Any], checkpoint: Mapping[str, 
     trained = ((hparams.get("model") or {}).get("name")) if isinstance(hparams, Mapping) else None
     if key != "ckpt_path":  # inference rebuilds the model from the file's own config: the file is inconsistent
         raise CheckpointError(
-            f"{_named(key, path)} does not fit the model its own config describes (model={trained}); "
+            f"{named_value(key, path)} does not fit the model its own config describes (model={trained}); "
             f"{'; '.join(parts)}. The file was edited or assembled from two checkpoints. Fix: "
             f"{NEO_FIX['checkpoint']}."
         )

@@ -1,5 +1,8 @@
-"""Whole-detector pretrained weights (``pretrained=``): read a neo or official RT-DETR checkpoint, fit the
-model config's input normalisation to it, and load it into the detector.
+"""Pretrained weights: the whole detector (``pretrained=``) and a PResNet backbone's own file
+(``model.net.backbone.pretrained``, read by :func:`build_net`).
+
+Whole-detector weights: read a neo or official RT-DETR checkpoint, fit the model config's input
+normalisation to it, and load it into the detector.
 
 Two kinds of file are accepted:
   * a neo training checkpoint (Lightning format, ``state_dict`` keys ``net.*``; its ``state_dict`` holds
@@ -12,20 +15,30 @@ A different class count re-initialises only the class-dependent tensors (see
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from neo.checkpoints.format import CheckpointError, NeoCheckpoint, is_neo, load_file, read_official
+from neo.checkpoints.format import (
+    BACKBONE_KEY,
+    CheckpointError,
+    NeoCheckpoint,
+    is_neo,
+    load_file,
+    read_official,
+)
 from neo.models.rtdetr.convert import (
     ConversionReport,
     OfficialArchitecture,
     detect_architecture,
     load_converted,
 )
+from neo.models.rtdetr.presnet import PResNet
 from neo.models.rtdetr.sampling_variants import DSP_NAME
 
 log = logging.getLogger(__name__)
@@ -129,6 +142,37 @@ def log_report(identifier: str, weights: DetectorWeights, report: ConversionRepo
         log.warning("pretrained=%s has %s classes, the model %s: re-initialised %d class-dependent tensors: %s",
                     identifier, report.num_classes, report.target_num_classes, len(report.reinitialised),
                     ", ".join(report.reinitialised))
+
+
+def build_net(net_cfg: Mapping[str, Any]) -> torch.nn.Module:
+    """Instantiate ``model.net`` (a plain dict with ``_target_``); a PResNet backbone's weights file
+    (``model.net.backbone.pretrained``, a local path) is read here through :func:`neo.checkpoints.format.load_file`
+    and handed to :meth:`PResNet.load_pretrained_state`. Other backbones (``TimmBackbone``) take their file as is
+    (timm reads it). Raises CheckpointError for a file that cannot be read, ValueError for weights of another
+    backbone."""
+    from hydra.utils import get_class, instantiate
+
+    net_cfg = copy.deepcopy(dict(net_cfg))
+    backbone = net_cfg.get("backbone")
+    weights_file = None
+    if isinstance(backbone, dict) and "_target_" in backbone and backbone.get("pretrained") is not None \
+            and issubclass(get_class(str(backbone["_target_"])), PResNet):
+        weights_file = backbone.pop("pretrained")
+    net = instantiate(net_cfg, _convert_="all")
+    if weights_file:
+        state = backbone_state(load_file(weights_file, key=BACKBONE_KEY))
+        net.backbone.load_pretrained_state(state, source=str(weights_file))
+    return net
+
+
+def backbone_state(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The state dict inside a backbone weights file: ``ema`` (its ``module``), ``model`` or ``state_dict`` when
+    present (first found), else the file's top level."""
+    for key in ("ema", "model", "state_dict"):
+        inner = checkpoint.get(key)
+        if isinstance(inner, Mapping):
+            return inner.get("module", inner) if key == "ema" else inner
+    return checkpoint
 
 
 def _as_floats(pair: tuple[Any, Any]) -> tuple[Any, Any]:

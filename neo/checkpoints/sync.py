@@ -5,27 +5,24 @@
   overwrites do not change what is uploaded) and queued for upload; the step never waits on the
   bucket. A checkpoint ModelCheckpoint rotates out is deleted locally and remotely, except the one
   this run resumed from. ``teardown`` drains the queue with a bounded wait and warns about leftovers.
-- ``find_auto_checkpoint``: the newest ``*.ckpt`` of a run, locally or in the bucket, as a local file
-  (``locate_auto_checkpoint`` gives its location without downloading).
-``ckpt_path`` itself (path | URL | bare filename | ``auto`` | ``last`` | ``best``) is resolved by
-``neo.checkpoints.resume.resolve_ckpt_path``, which calls ``find_auto_checkpoint`` for ``auto``.
+``ckpt_path`` (path | URL | bare filename | ``auto`` | ``last`` | ``best``) is resolved by
+``neo.checkpoints.resume.resolve_ckpt_path``; the bucket folder is listed by ``neo.checkpoints.listing``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
-from neo.storage.errors import Attempt, HashRecordError, ResolveError, classify
-from neo.storage.resolver import is_url, resolve
+from neo.checkpoints.listing import bucket_checkpoints
+from neo.storage.errors import HashRecordError, classify
+from neo.storage.resolver import is_url
 from neo.storage.settings import StorageSettings, check_key
 from neo.storage.transfer import cached_sha256, remote_sha256
 from neo.storage.uploader import BackgroundUploader, ReplaceRefused
@@ -101,29 +98,22 @@ class CheckpointSync(_WrappingCheckpointIO):
         if not self.storage.bucket or self.offline:
             return False
         try:
-            fs, root = self.storage.bucket_fs()
-            folder = f"{root}/{self.remote_dir_key}"
-            fs.invalidate_cache(folder)
-            entries = fs.ls(folder, detail=True)
-        except FileNotFoundError:
-            return True
+            remote = bucket_checkpoints(self.storage, self.run_name)
+            fs, _ = self.storage.bucket_fs()
         except Exception as exc:  # noqa: BLE001 - unknown: every existing object stays protected
             log.warning("Could not list %s (%s): this run will replace no object it did not write.",
                         self.storage.url(self.remote_dir_key), classify(exc))
             return False
-        for info in entries:
-            name = os.path.basename(str(info["name"]).rstrip("/"))
-            if info.get("type") != "file" or not name.endswith(".ckpt"):
-                continue
-            if resumed_from is not None and name == resumed_from.name and resumed_from.is_file() \
-                    and _remote_time(info) > resumed_from.stat().st_mtime + 1:
+        for found in remote:
+            if resumed_from is not None and found.name == resumed_from.name and resumed_from.is_file() \
+                    and found.modified > resumed_from.stat().st_mtime + 1:
                 continue  # saved elsewhere after the file this run resumed from: not this run's to replace
             try:
-                recorded = remote_sha256(fs, str(info["name"]))
+                recorded = remote_sha256(fs, found.fs_path)
             except HashRecordError:
                 recorded = None
             if recorded:
-                self.allowed.setdefault(name, set()).add(recorded)
+                self.allowed.setdefault(found.name, set()).add(recorded)
         return True
 
     def _guard(self, name: str, digest: str | None):
@@ -253,77 +243,3 @@ def is_transient(name: str) -> bool:
     """Hidden files (Lightning's ``.temp*.ckpt`` hand-over between spawned processes) are neither uploaded
     nor protected from deletion."""
     return name.startswith(".")
-
-
-def _order(name: str, when: float) -> tuple[int, int, bool, float]:
-    """Sort key: whole second (bucket LastModified has 1 s resolution), then Lightning's ``step=N``, then
-    ``last*.ckpt`` before other names saved in the same second, then exact time."""
-    match = re.search(r"step=(\d+)", name)
-    return int(when), int(match.group(1)) if match else -1, name.startswith("last"), when
-
-
-def _remote_time(info: dict[str, Any]) -> float:
-    value = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
-def locate_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: str | Path | None = None,
-                           suffix: str = ".ckpt") -> str | None:
-    """Where the newest checkpoint of ``run_name`` is: a local path under ``local_dir`` or a bucket URL; None if none.
-
-    A name present both locally and in the bucket is taken locally. Order: modification time (local mtime,
-    bucket LastModified) to the second, then the ``step=N`` in Lightning's file names, then exact time.
-    If the bucket cannot be listed (network, credentials) and there is no local checkpoint, raises
-    ResolveError rather than answering "none": a fresh start would later overwrite the bucket's checkpoints.
-    """
-    check_key(run_name)
-    candidates: dict[str, tuple[tuple[int, int, bool, float], str]] = {}
-    if local_dir and Path(local_dir).is_dir():
-        for p in Path(local_dir).iterdir():
-            if p.is_file() and p.suffix == suffix and not p.name.startswith("."):
-                candidates[p.name] = (_order(p.name, p.stat().st_mtime), str(p))
-    if settings.bucket and settings.offline_remote:
-        key = settings.run_checkpoint_dir(run_name)
-        if not candidates:  # offline cannot see the bucket: "none" would start fresh over its checkpoints
-            raise ResolveError(f"ckpt_path=auto (run {run_name})", [
-                Attempt(str(local_dir or "(no local checkpoint folder)"), "no checkpoint"),
-                Attempt(settings.url(key), "skipped (offline)"),
-            ], settings.protocol)
-    elif settings.bucket:
-        key = settings.run_checkpoint_dir(run_name)
-        try:
-            fs, root = settings.bucket_fs()
-            fs.invalidate_cache(f"{root}/{key}")
-            for info in fs.ls(f"{root}/{key}", detail=True):
-                name = os.path.basename(info["name"].rstrip("/"))
-                if info.get("type") == "file" and name.endswith(suffix) and name not in candidates:
-                    candidates[name] = (_order(name, _remote_time(info)), settings.url(f"{key}/{name}"))
-        except FileNotFoundError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - a bucket outage must not block a local resume
-            if not candidates:  # the bucket is the only place a checkpoint could be: do not guess "none"
-                raise ResolveError(f"ckpt_path=auto (run {run_name})", [
-                    Attempt(str(local_dir or "(no local checkpoint folder)"), "no checkpoint"),
-                    Attempt(settings.url(key), classify(exc), f"{type(exc).__name__}: {exc}".splitlines()[0][:200]),
-                ], settings.protocol) from exc
-            log.warning("Could not list %s (%s: %s); using local checkpoints only.",
-                        settings.url(key), classify(exc), exc)
-    if not candidates:
-        return None
-    return max(candidates.values())[1]
-
-
-def find_auto_checkpoint(run_name: str, settings: StorageSettings, local_dir: str | Path | None = None,
-                         suffix: str = ".ckpt") -> Path | None:
-    """Newest checkpoint of ``run_name`` (locally under ``local_dir`` or in the bucket) as a local file,
-    downloaded into the cache if it is only in the bucket; None if there is none. Logs which one it picked."""
-    found = locate_auto_checkpoint(run_name, settings, local_dir, suffix)
-    where = f"{local_dir or '(no local dir)'}" + (
-        f" or {settings.url(settings.run_checkpoint_dir(run_name))}" if settings.bucket else "")
-    if found is None:
-        log.info("ckpt_path=auto: no checkpoint of run %r in %s; starting fresh.", run_name, where)
-        return None
-    log.info("ckpt_path=auto: resuming run %r from %s", run_name, found)
-    return resolve(found, storage=settings, refresh=True)

@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress
 
 from neo.config_problems import UserError
 
@@ -120,8 +113,9 @@ def download_coco(
     unknown = set(parts) - set(table)
     if unknown:
         raise ValueError(f"unknown COCO part(s) {sorted(unknown)}; choose from {sorted(table)}.")
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    from neo.storage.progress import transfer_progress  # the one byte-transfer bar (on stderr)
+
+    with transfer_progress() as progress:
         for name in parts:
             arc = table[name]
             url = f"{base_url.rstrip('/')}/{arc.url_path}"

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert
 
+from neo.evaluation.arrays import as_numpy
+
 # The first 12 COCOeval stats, in pycocotools' order.
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 BACKENDS = ("faster", "pycocotools")
@@ -116,12 +118,6 @@ def return_memory_to_os() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):  # musl or another libc without malloc_trim
         pass
-
-
-def _as_numpy(value: Any, dtype: type) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
 
 
 class CocoEvaluator:
@@ -250,9 +246,9 @@ class CocoEvaluator:
             raise KeyError(
                 f"prediction for image_id={image_id} lacks {sorted(missing)}; expected boxes/scores/labels"
             )
-        boxes = torch.as_tensor(_as_numpy(prediction["boxes"], np.float64)).reshape(-1, 4)
-        scores = _as_numpy(prediction["scores"], np.float64).reshape(-1)
-        labels = _as_numpy(prediction["labels"], np.int64).reshape(-1)
+        boxes = torch.as_tensor(as_numpy(prediction["boxes"], np.float64)).reshape(-1, 4)
+        scores = as_numpy(prediction["scores"], np.float64).reshape(-1)
+        labels = as_numpy(prediction["labels"], np.int64).reshape(-1)
         if not len(boxes) == len(scores) == len(labels):
             raise ValueError(
                 f"prediction for image_id={image_id}: boxes {len(boxes)}, scores {len(scores)}, labels "

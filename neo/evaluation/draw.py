@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert
 
+from neo.evaluation.arrays import as_numpy
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -24,12 +26,6 @@ def class_color(label: int) -> tuple[int, int, int]:
     hue = (int(label) * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
     return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
-
-
-def _numpy(value: Any, dtype: type) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
 
 
 def _check_image(image: Any) -> np.ndarray:
@@ -146,9 +142,9 @@ def draw_boxes(
         earlier tag (above, inside, below, then further down the box's edge).
     """
     canvas = _check_image(image)
-    boxes = _numpy(boxes, np.float64).reshape(-1, 4)
-    labels = _numpy(labels, np.int64).reshape(-1)
-    scores_np = None if scores is None else _numpy(scores, np.float64).reshape(-1)
+    boxes = as_numpy(boxes, np.float64).reshape(-1, 4)
+    labels = as_numpy(labels, np.int64).reshape(-1)
+    scores_np = None if scores is None else as_numpy(scores, np.float64).reshape(-1)
     if len(boxes) != len(labels) or (scores_np is not None and len(scores_np) != len(boxes)):
         raise ValueError(
             f"boxes ({len(boxes)}), labels ({len(labels)}) and scores must have the same length K"
@@ -244,13 +240,13 @@ def comparison_grid(
     for i, image in enumerate(images):
         base = _check_image(image)
         pred = predictions[i]
-        small, pred_boxes = _fit(base, _numpy(pred["boxes"], np.float64).reshape(-1, 4), max_width)
+        small, pred_boxes = _fit(base, as_numpy(pred["boxes"], np.float64).reshape(-1, 4), max_width)
         panel = draw_boxes(small, pred_boxes, pred["labels"], pred["scores"], class_names, score_threshold)
         _caption(panel, "prediction")
         panels = [panel]
         if ground_truths is not None:
             gt = ground_truths[i]
-            _, gt_boxes = _fit(base, _numpy(gt["boxes"], np.float64).reshape(-1, 4), max_width)
+            _, gt_boxes = _fit(base, as_numpy(gt["boxes"], np.float64).reshape(-1, 4), max_width)
             gt_panel = draw_boxes(small, gt_boxes, gt["labels"], None, class_names, dashed=True)
             _caption(gt_panel, "ground truth")
             panels += [np.zeros((small.shape[0], gap, 3), np.uint8), gt_panel]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from neo.evaluation.arrays import as_numpy
 from neo.files import write_text_atomic
 
 
@@ -46,12 +46,6 @@ def write_metrics(path: str | Path, metrics: Mapping[str, float], **context: Any
     return write_json(path, {"metrics": clean, **context})
 
 
-def _numpy(value: Any, dtype: type) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
-
-
 def prediction_record(
     prediction: Mapping[str, Any],
     class_names: Sequence[str],
@@ -70,9 +64,9 @@ def prediction_record(
         {**image_info, "detections": [{"label", "category_id"?, "category_name", "score",
         "bbox_xyxy": [x1, y1, x2, y2], "bbox_xywh": [x, y, w, h]}, ...]} sorted by descending score.
     """
-    boxes = _numpy(prediction["boxes"], np.float64).reshape(-1, 4)
-    scores = _numpy(prediction["scores"], np.float64).reshape(-1)
-    labels = _numpy(prediction["labels"], np.int64).reshape(-1)
+    boxes = as_numpy(prediction["boxes"], np.float64).reshape(-1, 4)
+    scores = as_numpy(prediction["scores"], np.float64).reshape(-1)
+    labels = as_numpy(prediction["labels"], np.int64).reshape(-1)
     detections = []
     for i in np.argsort(-scores, kind="stable"):
         if scores[i] < score_threshold:

@@ -1,12 +1,10 @@
-"""neo.storage: r2:// and b2:// protocols, the weight/checkpoint resolver, the registry, Lightning checkpoint sync.
+"""neo.storage: r2:// and b2:// protocols, bucket settings, the weight/checkpoint resolver, the registry.
 
-Public API (the training layer uses these):
+Public API (the checkpoint and training layers use these):
     StorageSettings.from_config(cfg.storage)
     resolve(identifier, *, storage=None, registry=None, refresh=False) -> Path
-    CheckpointSync(storage, run_name)                                   # Trainer(plugins=[...])
-    find_auto_checkpoint(run_name, settings, local_dir=None) -> Path | None   # downloads if only in the bucket
-    locate_auto_checkpoint(run_name, settings, local_dir=None) -> str | None  # local path or bucket URL
-``CheckpointSync`` and the checkpoint functions import Lightning lazily.
+Checkpoint mirroring while training and finding a run's newest checkpoint are :mod:`neo.checkpoints`'s
+(``sync``, ``listing``, ``resume``); nothing here imports Lightning.
 """
 
 from neo.storage.errors import ResolveError

@@ -15,7 +15,6 @@ sweeps only:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -26,9 +25,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from neo.files import write_text_atomic
 from neo.sweeps.invocation import mark_start
-from neo.sweeps.table import SUMMARY_JSON, RunRow, to_markdown, write_tables
+from neo.sweeps.table import RunRow, to_markdown, write_tables
+from neo.training.run_folder import summary_path, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,10 @@ class SweepSummary(Callback):
         try:
             run_dir = Path(str(config.hydra.runtime.output_dir))
             error = _failure_message(job_return)
-            summary = run_dir / SUMMARY_JSON
-            if error is not None and not summary.exists():
+            if error is not None and not summary_path(run_dir).exists():
                 record = {"status": "failed", "error": error, "overrides": list(job_return.overrides or []),
                           "run_dir": str(run_dir)}
-                write_text_atomic(summary, json.dumps(record, indent=2))
+                write_summary(run_dir, record)
             write_tables(config.hydra.sweep.dir)
         except Exception as exc:  # noqa: BLE001 - the table must never break the sweep
             log.warning("sweep summary not updated after this job: %s: %s", type(exc).__name__, exc)

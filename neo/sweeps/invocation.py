@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neo.files import write_text_atomic
+from neo.training.run_folder import summary_path
 
 if TYPE_CHECKING:
     from neo.sweeps.job import JobInfo
@@ -57,7 +58,7 @@ def is_current(folder: Path, since: float | None) -> bool:
     """True when the run folder was (re)started by the invocation that began at ``since``."""
     if since is None:
         return True
-    started = _modified(folder / ".hydra" / "overrides.yaml") or _modified(folder / "summary.json")
+    started = _modified(folder / ".hydra" / "overrides.yaml") or _modified(summary_path(folder))
     return started is not None and started >= since
 
 

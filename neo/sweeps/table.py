@@ -28,8 +28,8 @@ import yaml
 
 from neo.files import write_text_atomic
 from neo.sweeps.invocation import is_current, started_at, untouched_point
+from neo.training.run_folder import SUMMARY_JSON, summary_path
 
-SUMMARY_JSON = "summary.json"
 CSV_NAME = "summary.csv"
 MARKDOWN_NAME = "summary.md"
 NO_SUMMARY = "no summary (running, or killed)"
@@ -82,9 +82,9 @@ def read_run(folder: Path, sweep_dir: Path) -> RunRow:
     overrides_file = folder / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
         row.overrides = [str(o) for o in (yaml.safe_load(overrides_file.read_text()) or [])]
-    record = _read_json(folder / SUMMARY_JSON)
+    record = _read_json(summary_path(folder))
     if record is None:
-        if (folder / SUMMARY_JSON).exists():
+        if summary_path(folder).exists():
             row.status, row.error = "failed", f"unreadable {SUMMARY_JSON}"
         return row
     row.overrides = row.overrides or [str(o) for o in record.get("overrides") or []]
@@ -145,7 +145,7 @@ def collect(sweep_dir: str | Path, since: float | None = None) -> tuple[list[Run
 
 def _summary_is_current(folder: Path, since: float) -> bool:
     try:
-        return (folder / SUMMARY_JSON).stat().st_mtime >= since
+        return summary_path(folder).stat().st_mtime >= since
     except OSError:
         return False
 

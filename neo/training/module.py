@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from neo.checkpoints.pretrained import build_net
 from neo.training.optim import build_adamw
 from neo.training.schedule import build_scheduler, schedule_from_config
 
@@ -61,7 +62,7 @@ class RTDETRModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = instantiate(model["net"], _convert_="all")
+        self.net = build_net(model["net"])  # reads model.net.backbone.pretrained of a PResNet
         self.criterion = instantiate(model["criterion"], _convert_="all")
         self.postprocessor = instantiate(model["postprocessor"], _convert_="all")
         self.channels_last = channels_last

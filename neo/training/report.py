@@ -3,7 +3,6 @@ figures as ``summary.json`` in the run folder (what the sweep summary of ``neo-t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from rich.table import Table
 from rich.tree import Tree
 
 from neo.console import stdout_console
-from neo.files import write_text_atomic
 
 # Top-level groups first, in this order; the remaining keys follow.
 TREE_ORDER = ("data", "model", "optim", "trainer", "callbacks", "logger", "storage", "paths")
@@ -69,9 +67,6 @@ class TrainSummary:
         return out
 
 
-SUMMARY_JSON = "summary.json"
-
-
 def summary_record(summary: TrainSummary | None, status: str | None = None, error: str | None = None,
                    **context: object) -> dict:
     """The ``summary.json`` document of a run (JSON-safe; non-finite numbers become null).
@@ -102,9 +97,10 @@ def _json_safe(value: object) -> object:
 
 @rank_zero_only
 def write_summary_json(run_dir: str | Path, record: dict) -> Path:
-    """Write ``<run_dir>/summary.json`` (rank zero only; the folder is created if needed)."""
-    # atomic: the sweep table may read it from another process while it is written
-    return write_text_atomic(Path(run_dir) / SUMMARY_JSON, json.dumps(record, indent=2, default=str))
+    """:func:`neo.training.run_folder.write_summary` on rank zero only (the other ranks write nothing)."""
+    from neo.training.run_folder import write_summary
+
+    return write_summary(run_dir, record)
 
 
 def _fmt(value: float | None) -> str:

@@ -1,8 +1,13 @@
-"""Which run a command is, and whether it may write where it is pointed: runs never overwrite each other.
+"""The run record: which run a command is, its folder and ``summary.json``, and whether it may write where it is
+pointed (runs never overwrite each other).
 
-- :func:`run_identity`: the name a run's checkpoints go under in the bucket (``runs/<name>/checkpoints``) and
-  that ``ckpt_path=auto`` looks for; a debug run (``debug=fast|limit|overfit|profile``) is
-  ``<run_name>-debug-<mode>``, so it never meets the real run's checkpoints.
+- :func:`run_id`: the one naming of a run (its folder under ``outputs/runs/``, its bucket checkpoints
+  ``runs/<name>/checkpoints``, what ``ckpt_path=auto`` looks for): ``<run_name>``, and for a debug run
+  (``debug=fast|limit|overfit|profile``) ``<run_name>-debug-<mode>``, so it never meets the real run's
+  checkpoints. The YAML builds ``paths.run_dir`` with it through the ``${neo.run_id:...}`` resolver (registered
+  by the ``conf`` package); :func:`run_identity` reads it off a composed config.
+- :data:`SUMMARY_JSON` / :func:`summary_path` / :func:`write_summary` / :func:`read_summary`: the run folder's
+  ``summary.json`` (what ``neo-train`` writes at the end, the sweep table and a finished ``ckpt_path=auto`` read).
 - :func:`plan_run`: before anything is written, what the command will do: start fresh, resume, refuse
   (a fresh start where checkpoints of a run already are, locally or in the bucket: :class:`RunFolderTaken`
   names both places and the three ways on) or nothing (``ckpt_path=auto`` on a run that already finished:
@@ -25,8 +30,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from neo.checkpoints.listing import bucket_checkpoints, local_checkpoints
 from neo.config.check import ConfigError
 from neo.console import print_user_error, stdout_console
+from neo.files import write_text_atomic
 
 SUMMARY_JSON = "summary.json"
 log = logging.getLogger(__name__)
@@ -51,25 +58,33 @@ def debug_mode(cfg: DictConfig) -> str | None:
     return str(mode) if mode else None
 
 
+def run_id(run_name: Any, mode: Any = None) -> str:
+    """A run's name for its folder, its bucket checkpoints and ``ckpt_path=auto``: ``<run_name>``, or
+    ``<run_name>-debug-<mode>`` for a debug preset's run (``mode``: fast | limit | overfit | profile)."""
+    return f"{run_name}-debug-{mode}" if mode else str(run_name)
+
+
 def run_identity(cfg: DictConfig) -> str:
-    """The run's name for its bucket checkpoints and ``ckpt_path=auto``: ``<run_name>[-debug-<mode>]``."""
-    mode = debug_mode(cfg)
-    return f"{cfg.run_name}-debug-{mode}" if mode else str(cfg.run_name)
+    """:func:`run_id` of a composed config (``run_name`` and ``debug_mode``)."""
+    return run_id(cfg.run_name, debug_mode(cfg))
 
 
-def local_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
-    """Checkpoint files (``*.ckpt``, not hidden hand-over files) in a run's checkpoint folder."""
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("."))
+def summary_path(run_dir: str | Path) -> Path:
+    """``<run_dir>/summary.json``."""
+    return Path(run_dir) / SUMMARY_JSON
+
+
+def write_summary(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``<run_dir>/summary.json`` atomically (the sweep table may read it from another process meanwhile);
+    the folder is created if needed. ``record``: JSON-safe (see :func:`neo.training.report.summary_record`)."""
+    return write_text_atomic(summary_path(run_dir), json.dumps(record, indent=2, default=str))
 
 
 class BucketNotChecked(ConfigError):
     """A fresh run whose bucket could not be listed: it might replace a run that exists only there."""
 
 
-def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
+def bucket_holdings(cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
     """(URL of the run's bucket checkpoint folder, checkpoint names there, why it could not be listed or None);
     (None, [], None) without a bucket push. Offline with a remote bucket counts as "could not be listed"."""
     if not cfg.get("sync_checkpoints", True) or cfg.get("storage") is None or not cfg.storage.get("bucket"):
@@ -77,22 +92,16 @@ def bucket_checkpoints(cfg: DictConfig) -> tuple[str | None, list[str], str | No
     from neo.storage.settings import StorageSettings
 
     settings = StorageSettings.from_config(cfg.storage)
-    key = settings.run_checkpoint_dir(run_identity(cfg))
-    url = settings.url(key)
+    url = settings.url(settings.run_checkpoint_dir(run_identity(cfg)))
     if settings.offline_remote:
         return url, [], "offline mode is on (NEO_OFFLINE or storage.offline)"
     try:
-        fs, root = settings.bucket_fs()
-        fs.invalidate_cache(f"{root}/{key}")
-        entries = fs.ls(f"{root}/{key}", detail=True)
-    except FileNotFoundError:
-        return url, [], None
+        remote = bucket_checkpoints(settings, run_identity(cfg))
     except Exception as exc:  # noqa: BLE001 - network, credentials, server gone
         from neo.storage.errors import classify
 
         return url, [], f"{classify(exc)}: " + f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    names = sorted(Path(str(e["name"]).rstrip("/")).name for e in entries if e.get("type") == "file")
-    return url, [n for n in names if n.endswith(".ckpt") and not n.startswith(".")], None
+    return url, sorted(f.name for f in remote), None
 
 
 def check_fresh_start(cfg: DictConfig) -> list[str]:
@@ -103,7 +112,7 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
         return []
     checkpoint_dir = Path(str(cfg.paths.checkpoint_dir))
     local = local_checkpoints(checkpoint_dir)
-    url, remote, unchecked = bucket_checkpoints(cfg)
+    url, remote, unchecked = bucket_holdings(cfg)
     notes = []
     if unchecked and not local:
         from neo.storage.redact import redact
@@ -124,7 +133,7 @@ def check_fresh_start(cfg: DictConfig) -> list[str]:
         return notes
     held = []
     if local:
-        held.append(f"{checkpoint_dir} holds {', '.join(p.name for p in local)}")
+        held.append(f"{checkpoint_dir} holds {', '.join(sorted(f.name for f in local))}")
     if remote:
         held.append(f"{url} holds {', '.join(remote)}")
     name = str(cfg.run_name)
@@ -174,7 +183,7 @@ def _as_bool(value: Any) -> bool:
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """The run folder's ``summary.json`` (None when absent or unreadable)."""
     try:
-        record = json.loads((Path(run_dir) / SUMMARY_JSON).read_text())
+        record = json.loads(summary_path(run_dir).read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

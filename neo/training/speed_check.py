@@ -1,6 +1,6 @@
 """Is this run training as fast as this machine can? A measured expectation and the likely cause when not.
 
-:class:`ThroughputCheck` (a Lightning callback ``neo.training.run`` always adds) splits the wall time of every
+:class:`ThroughputCheck` (a Lightning callback the run assembler always adds) splits the wall time of every
 training batch after ``warmup`` into the step itself (``on_train_batch_start`` -> ``on_train_batch_end``:
 forward, loss, backward, optimizer, the other callbacks' per-step work) and the wait before it (the data
 loader and the loop between batches); validation and each epoch's first fetch are excluded. The step-only

@@ -109,3 +109,26 @@ def test_dsp_weights_into_a_bilinear_model_are_named_in_a_warning(tmp_path, capl
             load_detector_weights(net, weights)
         messages = [r.getMessage() for r in caplog.records if "model.net.decoder.sampling=discrete" in r.getMessage()]
         assert bool(messages) is warned, sampling
+
+
+def test_backbone_weights_file_is_read_through_the_checkpoint_reader(tmp_path) -> None:
+    """model.net.backbone.pretrained=<file> of a PResNet: the file is read by neo.checkpoints.format (a truncated one
+    is refused naming the key) and its weights reach the backbone, frozen norms included."""
+    from neo.checkpoints.format import CheckpointError
+
+    torch.manual_seed(1)
+    source = _module(tmp_path, "model.net.backbone.freeze_norm=true").net.backbone
+    weights = tmp_path / "presnet_tiny.pth"
+    torch.save({"ema": {"module": {f"backbone.{k}": v for k, v in source.state_dict().items()}}}, weights)
+    torch.manual_seed(2)
+    module = _module(tmp_path, "model.net.backbone.freeze_norm=true", f"model.net.backbone.pretrained={weights}")
+    loaded = module.net.backbone.state_dict()
+    assert loaded.keys() == source.state_dict().keys()
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert module.hparams["model"]["net"]["backbone"]["pretrained"] == str(weights)  # the run records the file
+
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r"model\.net\.backbone\.pretrained=.*truncated"):
+        _module(tmp_path, f"model.net.backbone.pretrained={truncated}")

@@ -13,8 +13,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from neo.checkpoints.sync import CheckpointSync, find_auto_checkpoint, locate_auto_checkpoint
-from neo.storage import StorageSettings
+from neo.checkpoints.resume import newest_checkpoint
+from neo.checkpoints.sync import CheckpointSync
+from neo.storage import StorageSettings, resolve
 from tests.storage.conftest import BUCKET, KEY_ID, SECRET
 
 torch.set_num_threads(1)
@@ -62,7 +63,7 @@ def test_push_rotate_delete_local_resume_from_bucket(tmp_path, endpoint):
     settings = StorageSettings(bucket=f"r2://{BUCKET}", prefix="neo", cache_dir=tmp_path / "cache",
                                drain_timeout_s=30)
     run_dir = tmp_path / "runs" / RUN
-    assert find_auto_checkpoint(RUN, settings, run_dir / "checkpoints") is None
+    assert newest_checkpoint(run_dir / "checkpoints", RUN, settings) is None
 
     trainer, sync = fit(run_dir, settings, max_steps=12)
     assert sync.unsynced == []
@@ -78,10 +79,10 @@ def test_push_rotate_delete_local_resume_from_bucket(tmp_path, endpoint):
             assert SECRET.encode() not in blob and KEY_ID.encode() not in blob, path
 
     shutil.rmtree(run_dir)  # the machine is gone; only the bucket remains
-    found = locate_auto_checkpoint(RUN, settings, run_dir / "checkpoints")
-    assert found == f"r2://{BUCKET}/neo/runs/{RUN}/checkpoints/step=12.ckpt"
-    assert find_auto_checkpoint(RUN, settings).read_bytes() == (tmp_path / "cache/urls/r2" / found[5:]).read_bytes()
-    resumed = find_auto_checkpoint(RUN, settings, run_dir / "checkpoints")
+    found = newest_checkpoint(run_dir / "checkpoints", RUN, settings)
+    assert found.location == f"r2://{BUCKET}/neo/runs/{RUN}/checkpoints/step=12.ckpt" and found.in_bucket
+    resumed = resolve(found.location, storage=settings, refresh=True)  # what ckpt_path=auto downloads
+    assert resumed.read_bytes() == (tmp_path / "cache/urls/r2" / found.location[5:]).read_bytes()
     assert torch.load(resumed, weights_only=True)["global_step"] == 12
 
     trainer, sync = fit(run_dir, settings, max_steps=20, ckpt_path=resumed)

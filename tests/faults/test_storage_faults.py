@@ -23,8 +23,8 @@ import requests
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from neo.checkpoints.resume import WeightsUnavailableError
-from neo.checkpoints.sync import CheckpointSync, locate_auto_checkpoint
+from neo.checkpoints.resume import WeightsUnavailableError, newest_checkpoint
+from neo.checkpoints.sync import CheckpointSync
 from neo.cli import weights
 from neo.config.check import ConfigError, check_config
 from neo.storage import ResolveError, StorageSettings, resolve
@@ -264,7 +264,7 @@ def test_keys_with_dotdot_are_refused_before_any_request(tmp_path, endpoint):
     with pytest.raises(ValueError, match=r"'\.\.' is not allowed"):
         CheckpointSync(settings, "..")
     with pytest.raises(ValueError, match=r"'\.\.' is not allowed"):
-        locate_auto_checkpoint("../other-run", settings)
+        newest_checkpoint(tmp_path / "no-local-checkpoints", "../other-run", settings)
     with pytest.raises(ValueError, match=r"'\.\.' is not allowed"):
         StorageSettings(bucket=f"r2://{BUCKET}", prefix="team/../../other")
     with pytest.raises(ValueError, match=r"'\.\.' is not allowed"):

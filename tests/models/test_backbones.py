@@ -16,16 +16,18 @@ def test_presnet_shapes_at_1080p_width():
     assert [tuple(f.shape[1:]) for f in feats] == [(32, 34, 60), (64, 17, 30), (128, 9, 15)]
 
 
-def test_presnet_loads_official_style_weights(tmp_path):
+def test_presnet_loads_official_style_weights():
+    """Weights come as a state dict (files are read by neo.checkpoints.pretrained.build_net)."""
     torch.manual_seed(0)
     source = PResNet(depth=18, base_channels=16)
-    path = tmp_path / "backbone.pth"
-    torch.save({"model": {f"backbone.{k}": v for k, v in source.state_dict().items()}}, path)
-    loaded = PResNet(depth=18, base_channels=16, pretrained=str(path))
+    detector_keys = {f"backbone.{k}": v for k, v in source.state_dict().items()}
+    loaded = PResNet(depth=18, base_channels=16, pretrained=detector_keys)
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="do not match PResNet"):
-        PResNet(depth=34, base_channels=16, pretrained=str(path))
+        PResNet(depth=34, base_channels=16, pretrained=detector_keys)
+    with pytest.raises(TypeError, match="must be a state dict.*build_net"):
+        PResNet(depth=18, base_channels=16, pretrained="backbone.pth")
 
 
 def test_timm_backbone_channels_and_local_weights(tmp_path):

@@ -68,3 +68,21 @@ def test_finished_means_its_summary_reached_this_commands_max_epochs(tmp_path: P
     assert finished_run(_cfg(tmp_path, "trainer.max_epochs=3")) is None  # not ckpt_path=auto
     summary.write_text(json.dumps({"status": "interrupted", "epochs": 3, "steps": 18}))
     assert finished_run(cfg) is None
+
+
+def test_run_record_names_the_folder_and_its_summary_once(tmp_path: Path) -> None:
+    """run_id is the one naming (the YAML's ${neo.run_id:...} and run_identity agree); summary.json is written and
+    read through the run record."""
+    from neo.training.run_folder import read_summary, run_id, summary_path, write_summary
+
+    assert run_id("mine") == "mine" and run_id("mine", None) == "mine" and run_id(7, "fast") == "7-debug-fast"
+    for mode in ("fast", "limit", "overfit", "profile"):
+        cfg = _cfg(tmp_path, f"debug={mode}")
+        assert Path(cfg.paths.run_dir).name == run_id("mine", mode) == run_identity(cfg)
+    run_dir = tmp_path / "runs/recorded"
+    assert read_summary(run_dir) is None
+    written = write_summary(run_dir, {"status": "finished", "epochs": 2, "run_dir": run_dir})
+    assert written == summary_path(run_dir) == run_dir / "summary.json"
+    assert read_summary(run_dir) == {"status": "finished", "epochs": 2, "run_dir": str(run_dir)}
+    summary_path(run_dir).write_text("{ half a fil")
+    assert read_summary(run_dir) is None

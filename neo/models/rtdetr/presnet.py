@@ -8,7 +8,7 @@ and the first block of every stage has a projection shortcut (also at 64 -> 64 i
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -126,7 +126,9 @@ class PResNet(nn.Module):
             False keeps conv -> norm as upstream computes it (exact reproduction of official outputs).
         return_idx: stages to return (0 = stride 4 ... 3 = stride 32).
         base_channels: 64 officially; smaller values give narrow CPU-sized variants.
-        pretrained: local path of a backbone state dict (official names, optional "backbone." prefix) or None.
+        pretrained: backbone weights as a state dict (official names, optional "backbone." prefix) or None.
+            A file is read by :func:`neo.checkpoints.pretrained.build_net` (``model.net.backbone.pretrained``),
+            which hands its state dict to :meth:`load_pretrained_state`; this module reads no files.
 
     forward: images [B, 3, H, W] -> list of [B, out_channels[i], ceil(H / s_i), ceil(W / s_i)].
     """
@@ -139,7 +141,7 @@ class PResNet(nn.Module):
         return_idx: tuple[int, ...] | list[int] = (1, 2, 3),
         base_channels: int = 64,
         act: str = "relu",
-        pretrained: str | None = None,
+        pretrained: Mapping[str, torch.Tensor] | None = None,
         fold_frozen_norm: bool = True,
     ) -> None:
         super().__init__()
@@ -163,8 +165,8 @@ class PResNet(nn.Module):
         self.return_idx = list(return_idx)
         self.out_channels = [widths[i] * block.expansion for i in self.return_idx]
         self.out_strides = [[4, 8, 16, 32][i] for i in self.return_idx]
-        if pretrained:
-            self.load_pretrained(pretrained)
+        if pretrained is not None:
+            self.load_pretrained_state(pretrained)
         if freeze_at >= 0:
             self._freeze([self.conv1, *self.res_layers[: min(freeze_at, len(self.res_layers))]])
         if freeze_norm:
@@ -183,20 +185,22 @@ class PResNet(nn.Module):
             for p in module.parameters():
                 p.requires_grad_(False)
 
-    def load_pretrained(self, path: str | Path) -> None:
-        """Load a state dict file (raw, or under "model"/"state_dict"; "backbone." prefix stripped)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("ema", "model", "state_dict"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key].get("module", state[key]) if key == "ema" else state[key]
-                break
+    def load_pretrained_state(self, state: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load backbone weights: official PResNet-vd names, optionally prefixed ``backbone.`` (a whole detector's
+        keys); the classifier (``fc.``/``head.``) and any other ``backbone``-less detector keys are ignored.
+
+        source: where the weights came from (a file name), for the error on a mismatch.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"PResNet weights from {source} must be a state dict (name -> tensor), not "
+                            f"{type(state).__name__}; a file is read by neo.checkpoints.pretrained.build_net")
         state = {k.removeprefix("backbone."): v for k, v in state.items()}
         state = {k: v for k, v in state.items() if not k.startswith(("fc.", "head."))}
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
             raise ValueError(
-                f"backbone weights {path} do not match PResNet: missing {missing[:5]}, unexpected "
+                f"backbone weights {source} do not match PResNet: missing {missing[:5]}, unexpected "
                 f"{unexpected[:5]} (of {len(missing)}/{len(unexpected)}); pass a PResNet-vd state dict "
                 "with the official key names"
             )
