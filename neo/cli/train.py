@@ -147,6 +147,7 @@ def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> No
     from pathlib import Path
 
     from neo.training.report import summary_record, write_summary_json
+    from neo.training.run_folder import summary_path
 
     run_dir = Path(cfg.paths.run_dir)
     if not run_dir.is_dir():
@@ -160,18 +161,7 @@ def _save_summary(cfg: DictConfig, outcome: Outcome, overrides: list[str]) -> No
     try:
         write_summary_json(run_dir, record)
     except OSError as exc:
-        print(f"neo-train: could not write {run_dir}/summary.json ({exc})", file=sys.stderr)
-
-
-def early_config_error(cfg: DictConfig) -> str | None:
-    """The configuration's problems as one message, or None; imports no torch (see neo.config.check)."""
-    from neo.config.check import ConfigError, check_config
-
-    try:
-        check_config(cfg, machine=False)
-    except ConfigError as exc:
-        return str(exc)
-    return None
+        print(f"neo-train: could not write {summary_path(run_dir)} ({exc})", file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://conf", config_name="train")
@@ -184,6 +174,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     job = current_job()
     if job.multirun:
         use_job_dir(cfg, job)
+    from neo.config.check import early_config_error
+
     problems = early_config_error(cfg)
     if problems:
         print_user_error("neo-train", problems)

@@ -273,6 +273,15 @@ def check_config(cfg: DictConfig, *, machine: bool = True) -> list[str]:
     return warnings
 
 
+def early_config_error(cfg: DictConfig) -> str | None:
+    """The configuration's problems (the rules that need no machine) as one message, or None; imports no torch."""
+    try:
+        check_config(cfg, machine=False)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def _raise_if_any(errors: list[str]) -> None:
     if errors:
         lines = "\n".join(f"  - {e}" for e in errors)

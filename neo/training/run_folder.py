@@ -266,7 +266,7 @@ def _config_problems(config: DictConfig) -> str | None:
     """neo-train's configuration check (no torch) on the composed config, before Hydra writes anything."""
     from hydra.core.hydra_config import HydraConfig
 
-    from neo.cli.train import early_config_error
+    from neo.config.check import early_config_error
 
     try:
         if not HydraConfig.initialized():
