@@ -171,3 +171,13 @@ def test_criteria_name_a_bad_classification_and_conflicting_weights():
         DFINECriterion(2, classification="nope")
     with pytest.raises(ValueError, match="weight_class=2.0 and weight_vfl=1.0"):
         SetCriterion(2, weight_class=2.0, weight_vfl=1.0)
+
+
+def test_dfine_criterion_takes_mal_by_name_and_keeps_its_box_terms():
+    out, targets, _ = _case()
+    vfl = DFINECriterion(2)(out, targets)
+    mal = DFINECriterion(2, classification="mal", alpha=1.0, gamma=1.5)(out, targets)
+    assert set(mal) == {k.replace("vfl", "mal") for k in vfl}
+    for key in ("loss_bbox", "loss_giou"):
+        torch.testing.assert_close(mal[key], vfl[key])
+    assert torch.isfinite(mal["loss_mal"]) and mal["loss_mal"] != vfl["loss_vfl"]
