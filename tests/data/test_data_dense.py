@@ -107,6 +107,14 @@ def test_a_dense_item_holds_the_boxes_of_its_mosaic_and_its_mixup_partner(synth_
     assert target["letterbox"].tolist() == NO_LETTERBOX.tolist()
 
 
+def test_a_dense_item_is_a_function_of_its_key(synth_root: Path):
+    """Resume and the worker layout rely on it: the same (index, size, heavy, seed, dense) gives the same item."""
+    ds = _dataset(synth_root, DenseAugment(mosaic_prob=1.0, mixup_prob=1.0))
+    first, again, other = ds[(2, SIZE, True, 99, True)], ds[(2, SIZE, True, 99, True)], ds[(2, SIZE, True, 98, True)]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1]["boxes"], again[1]["boxes"])
+    assert not torch.equal(first[0], other[0])
+
+
 def test_a_sample_not_marked_dense_is_the_plain_one(synth_root: Path):
     plain, dense = _dataset(synth_root, None), _dataset(synth_root, DenseAugment(mosaic_prob=1.0))
     a, ta = plain[(3, SIZE, True, 7)]
