@@ -14,6 +14,7 @@ at that batch, with the same images, sizes and seeds an uninterrupted epoch woul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -47,8 +48,9 @@ class MultiScaleBatchSampler(BatchSampler):
 
     For the last `no_aug_epochs` of `max_epochs` (and whenever `max_epochs` is unknown and
     `set_heavy(False)` was called) batches use `final_size` and heavy augmentation is off.
-    `dense_epochs` (start, stop or None): the epochs whose samples are marked dense (mosaic / mixup,
-    neo.data.dense), stop excluded, and only while heavy augmentation is on; None: no dense field.
+    `dense_epochs` (start, stop): the epochs whose samples are marked dense (mosaic / mixup,
+    neo.data.dense), stop excluded, and only while heavy augmentation is on; stop None: no end, a float in
+    (0, 1): that fraction of `max_epochs` (rounded up; no end while `max_epochs` is unknown); None: no dense field.
     Sizes are drawn from a generator seeded by (seed, epoch): identical on every DDP rank.
     """
 
@@ -104,7 +106,9 @@ class MultiScaleBatchSampler(BatchSampler):
         if self.dense_epochs is None or not self.heavy:
             return False
         start, stop = self.dense_epochs
-        return self.epoch >= start and (stop is None or self.epoch < int(stop))
+        if isinstance(stop, float):
+            stop = None if self.max_epochs is None else math.ceil(stop * self.max_epochs)
+        return self.epoch >= start and (stop is None or self.epoch < stop)
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Continue ``epoch`` after its first ``batches_done`` batches (sets the epoch; applies to the next

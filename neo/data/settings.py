@@ -25,7 +25,7 @@ DATAMODULE_ARGS = (
     "dense",
 )
 # ``data.dense`` (neo.data.dense.DenseAugment's arguments, plus the epoch range the sampler reads) and DEIM's values.
-DENSE_DEFAULTS = {"mosaic_prob": 0.5, "mixup_prob": 0.5, "epochs": [0, None], "rotate": 10.0, "translate": 0.1,
+DENSE_DEFAULTS = {"mosaic_prob": 0.5, "mixup_prob": 0.5, "epochs": [0, 0.5], "rotate": 10.0, "translate": 0.1,
                   "scale": [0.5, 1.5]}
 HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 PATH_KEYS = ("train_annotations", "val_annotations", "train_images", "val_images", "test_annotations", "test_images")
@@ -90,7 +90,7 @@ def dense_problems(dense: Any) -> list[str]:
         return []
     if not isinstance(dense, Mapping):
         return [problem("data.dense", dense, "must be null (off) or a mapping",
-                        "use loss=deim, or data.dense={mosaic_prob: 0.5, mixup_prob: 0.5, epochs: [0, null]}")]
+                        "use loss=deim, or data.dense={mosaic_prob: 0.5, mixup_prob: 0.5, epochs: [0, 0.5]}")]
     out = unknown_keys("data.dense", dense, tuple(DENSE_DEFAULTS))
     for key in ("mosaic_prob", "mixup_prob"):
         value = dense.get(key, DENSE_DEFAULTS[key])
@@ -98,10 +98,12 @@ def dense_problems(dense: Any) -> list[str]:
             out.append(problem(f"data.dense.{key}", value, "must be a probability in [0, 1]", "use e.g. 0.5 (DEIM)"))
     epochs = dense.get("epochs", DENSE_DEFAULTS["epochs"])
     start, stop = (list(epochs) + [None, None])[:2] if isinstance(epochs, (list, tuple)) else (None, None)
+    fraction = isinstance(stop, float) and 0 < stop < 1
     if (not isinstance(epochs, (list, tuple)) or len(epochs) != 2 or not is_integer(start) or start < 0
-            or not (stop is None or (is_integer(stop) and stop > start))):
-        out.append(problem("data.dense.epochs", epochs, "must be [start, stop]: integers 0 <= start < stop, or stop "
-                           "null (until data.no_aug_epochs)", "use e.g. [0, null], or [4, 29] as DEIM on 58 epochs"))
+            or not (stop is None or fraction or (is_integer(stop) and stop > start))):
+        out.append(problem("data.dense.epochs", epochs, "must be [start, stop]: integers 0 <= start < stop, stop a "
+                           "fraction of trainer.max_epochs in (0, 1), or stop null (until data.no_aug_epochs)",
+                           "use e.g. [0, 0.5] (the first half, as DEIM), or [4, 29] as DEIM on 58 epochs"))
     rotate = dense.get("rotate", DENSE_DEFAULTS["rotate"])
     if not is_number(rotate) or not 0 <= rotate <= 180:
         out.append(problem("data.dense.rotate", rotate, "must be degrees in [0, 180]", "use e.g. 10 (DEIM)"))

@@ -154,6 +154,7 @@ def test_the_sampler_marks_the_dense_epochs_only_while_heavy_augmentation_is_on(
     assert _flags((1, 3)) == [False, True, True, False, False, False]
     assert _flags((2, None)) == [False, False, True, True, True, False]  # the last (no-aug) epoch stays plain
     assert _flags((0, 10)) == [True] * 5 + [False]
+    assert _flags((1, 0.5)) == [False, True, True, False, False, False]  # the first half of the 6 epochs
     plain = MultiScaleBatchSampler(EpochShuffleSampler(8), 4, True, sizes=[SIZE])
     assert all(len(item) == 4 for batch in plain for item in batch)
 
@@ -181,6 +182,7 @@ def test_the_datamodule_serves_mosaics_in_the_dense_epochs(synth_root: Path):
     ({"epochs": [5, 2]}, "data.dense.epochs=[5, 2] must be [start, stop]"),
     ({"epochs": 4}, "data.dense.epochs=4 must be [start, stop]"),
     ({"epochs": [-1, None]}, "data.dense.epochs=[-1, None] must be"),
+    ({"epochs": [0, 1.5]}, "data.dense.epochs=[0, 1.5] must be"),
     ({"scale": [1.5, 0.5]}, "data.dense.scale=[1.5, 0.5] must be [low, high]"),
     ({"translate": 0.7}, "data.dense.translate=0.7 must be a fraction"),
     ({"rotate": -3}, "data.dense.rotate=-3 must be degrees"),
