@@ -1,7 +1,8 @@
 """COCO-format detection dataset: cached flat annotation index, cv2 uint8 decode, contiguous labels, 16:9 canvas.
 
 An item is addressed by an int (eval: default size, no augmentation) or by a tuple
-(index, (H, W), heavy, seed) coming from `MultiScaleBatchSampler` (train: per-batch size).
+(index, (H, W), heavy, seed[, dense]) coming from `MultiScaleBatchSampler` (train: per-batch size;
+dense: mosaic / mixup of :mod:`neo.data.dense` for this sample, when the dataset has a DenseAugment).
 Returns (image uint8 [3, H, W], target dict) with target keys "labels" int64 [N],
 "boxes" float32 [N, 4] normalised cxcywh on the canvas, "image_id" int64 [], "orig_size" int64 [2]
 (h, w), "letterbox" float32 [4] (scale_x, scale_y, pad_x, pad_y).
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
 from neo.data.annotation_index import AnnotationFileError, AnnotationIndex, load_annotation_index
+from neo.data.dense import DenseAugment, Sample
 from neo.data.sizes import check_16x9
 from neo.data.transforms import DetectionTransform
 
@@ -52,6 +54,7 @@ class CocoDetection(Dataset):
     gives the id back. Crowd annotations are excluded; boxes are clipped to the image and those left
     with width or height < `min_box_size` px are dropped (the count is logged). Images without
     annotations stay as negatives. `on_bad_image`: "skip" (warn and serve the next image) or "error".
+    `dense`: mosaic / mixup for the training items the sampler marks dense (None: never).
     """
 
     def __init__(
@@ -62,8 +65,10 @@ class CocoDetection(Dataset):
         transform: DetectionTransform | None = None,
         on_bad_image: str = "error",
         min_box_size: float = 1.0,
+        dense: DenseAugment | None = None,
     ):
         self.image_dir = Path(image_dir)
+        self.dense = dense
         self.annotation_file = Path(annotation_file)
         if on_bad_image not in ("skip", "error"):
             raise ValueError(f"on_bad_image={on_bad_image!r}: use 'skip' (warn and skip) or 'error'.")
@@ -144,9 +149,17 @@ class CocoDetection(Dataset):
 
     def __getitem__(self, key: int | tuple) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if isinstance(key, tuple):
-            index, size, heavy, seed = key
+            index, size, heavy, seed, *dense = key
         else:
-            index, size, heavy, seed = key, self.size, False, None
+            index, size, heavy, seed, dense = key, self.size, False, None, []
+        i, image = self._read(index)
+        if dense and dense[0] and self.dense is not None:
+            return self._make_dense(i, image, tuple(size), seed)
+        return self._make(i, image, tuple(size), heavy, seed)
+
+    def _read(self, index: int) -> tuple[int, np.ndarray]:
+        """(item, uint8 RGB [h, w, 3]) of the first readable item from ``index`` on (``on_bad_image=skip``
+        moves on to the next one), checked against the size the annotation file gives it."""
         for attempt in range(len(self.ids)):
             i = (index + attempt) % len(self.ids)
             try:
@@ -161,12 +174,29 @@ class CocoDetection(Dataset):
                     raise CorruptImageError(f"{err} (set data.on_bad_image=skip to skip such images)") from None
                 log.warning("skipping: %s", err)
                 continue
-            return self._make(i, image, tuple(size), heavy, seed)
+            return i, image
         raise CorruptImageError(f"no readable image in {self.image_dir}")
+
+    def _sample(self, index: int) -> Sample:
+        """(image uint8 [h, w, 3], boxes float32 [N, 4] xyxy px, labels int64 [N]) of the readable item at
+        or after ``index``: a mosaic tile or mixup partner."""
+        i, image = self._read(index)
+        return (image, *self.annotations(i))
 
     def _make(self, i: int, image: np.ndarray, size: tuple[int, int], heavy: bool, seed: int | None):
         boxes, labels = self.annotations(i)
         canvas, boxes, labels, params = self.transform(image, boxes, labels, size, heavy=heavy, seed=seed)
+        return self._item(i, image, size, canvas, boxes, labels, params)
+
+    def _make_dense(self, i: int, image: np.ndarray, size: tuple[int, int], seed: int):
+        """Item ``i`` through DenseAugment (mosaic / mixup as its seed draws them) and the training transform."""
+        canvas, boxes, labels, params = self.dense((image, *self.annotations(i)), self._sample, len(self.ids),
+                                                   size, seed, self.transform)
+        return self._item(i, image, size, canvas, boxes, labels, params)
+
+    def _item(self, i: int, image: np.ndarray, size: tuple[int, int], canvas: np.ndarray, boxes: np.ndarray,
+              labels: np.ndarray, params: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The contract pair (image uint8 [3, H, W], target dict) of a transformed canvas."""
         h, w = size
         boxes_t = box_convert(torch.from_numpy(boxes), "xyxy", "cxcywh") / torch.tensor([w, h, w, h], dtype=torch.float32)
         target = {

@@ -6,8 +6,9 @@ Sizes: `resolution` ("720p", "1280x720" or [720, 1280]) is the base; `eval_size`
 every argument rule lives in :mod:`neo.data.settings`. Loaders use at most the cores available and
 pin memory only with CUDA.
 Train batches come from `MultiScaleBatchSampler` (one size per batch; heavy augmentation and
-multi-scale off for the last `no_aug_epochs` of `max_epochs`). Lightning's fit loop drives the epoch
-through the sampler; `set_epoch(epoch)` is there for other loops.
+multi-scale off for the last `no_aug_epochs` of `max_epochs`). `dense` (DEIM's dense one-to-one data:
+mosaic / mixup, :mod:`neo.data.dense`) runs in its epoch range while heavy augmentation is on. Lightning's
+fit loop drives the epoch through the sampler; `set_epoch(epoch)` is there for other loops.
 Every loader yields (images uint8 [B, 3, H, W], targets: list of B dicts) as CocoDetection documents;
 eval loaders letterbox to `eval_size` with the same geometry as training.
 """
@@ -27,9 +28,10 @@ from neo.config_problems import raise_problems
 from neo.cores import available_cores
 from neo.data.coco import CocoDetection, DatasetError
 from neo.data.collate import collate_detection
+from neo.data.dense import DenseAugment
 from neo.data.loader import ResumableDataLoader
 from neo.data.sampler import EpochShuffleSampler, MultiScaleBatchSampler
-from neo.data.settings import data_problems, train_sizes_of
+from neo.data.settings import DENSE_DEFAULTS, data_problems, train_sizes_of
 from neo.data.sizes import parse_size
 from neo.data.transforms import DetectionTransform
 
@@ -94,6 +96,7 @@ class NeoDataModule(pl.LightningDataModule):
         min_box_size: float = 1.0,
         seed: int = 0,
         synthetic: dict[str, Any] | None = None,
+        dense: dict[str, Any] | None = None,
     ):
         super().__init__()
         args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -116,6 +119,7 @@ class NeoDataModule(pl.LightningDataModule):
         self.no_aug_epochs, self.max_epochs = no_aug_epochs, max_epochs
         self.on_bad_image, self.min_box_size, self.seed = on_bad_image, min_box_size, seed
         self.synthetic = dict(synthetic) if synthetic else None
+        self.dense = {**DENSE_DEFAULTS, **dense} if dense is not None else None
         self.expected_num_classes = num_classes
         self.datasets: dict[str, CocoDetection] = {}
         self._train_batch_sampler: MultiScaleBatchSampler | None = None
@@ -170,7 +174,8 @@ class NeoDataModule(pl.LightningDataModule):
             train = split == "train"
             transform = DetectionTransform(train=train, min_box_size=self.min_box_size, **(self.augment if train else {}))
             ds = CocoDetection(images, annotations, size=self.eval_size, transform=transform,
-                               on_bad_image=self.on_bad_image, min_box_size=self.min_box_size)
+                               on_bad_image=self.on_bad_image, min_box_size=self.min_box_size,
+                               dense=self._dense_augment() if train else None)
             if self.expected_num_classes is not None and ds.num_classes != self.expected_num_classes:
                 raise DatasetError(
                     f"data.num_classes={self.expected_num_classes} but {annotations} has {ds.num_classes} "
@@ -187,6 +192,13 @@ class NeoDataModule(pl.LightningDataModule):
             self.datasets[split] = ds
         return self.datasets[split]
 
+    def _dense_augment(self) -> DenseAugment | None:
+        """The train dataset's mosaic / mixup from ``dense`` (None when off)."""
+        if self.dense is None:
+            return None
+        args = {k: v for k, v in self.dense.items() if k != "epochs"}
+        return DenseAugment(**args, fill=self.augment.get("fill", 0), min_box_size=self.min_box_size)
+
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         for split in splits.get(stage or "fit", ("train", "val")):
@@ -198,6 +210,7 @@ class NeoDataModule(pl.LightningDataModule):
             EpochShuffleSampler(len(ds), seed=self.seed), self.batch_size, self.drop_last and len(ds) >= self.batch_size,
             sizes=self.train_sizes, final_size=self.eval_size, no_aug_epochs=self.no_aug_epochs,
             max_epochs=self.max_epochs, seed=self.seed,
+            dense_epochs=self.dense["epochs"] if self.dense is not None else None,
         )
         batch_sampler.set_epoch(self._epoch)
         self._train_batch_sampler = batch_sampler

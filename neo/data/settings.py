@@ -22,7 +22,11 @@ DATAMODULE_ARGS = (
     "predict_images", "predict_annotations", "num_classes", "resolution", "eval_size", "train_sizes", "train_scales",
     "batch_size", "eval_batch_size", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
     "drop_last", "augment", "no_aug_epochs", "max_epochs", "on_bad_image", "min_box_size", "seed", "synthetic",
+    "dense",
 )
+# ``data.dense`` (neo.data.dense.DenseAugment's arguments, plus the epoch range the sampler reads) and DEIM's values.
+DENSE_DEFAULTS = {"mosaic_prob": 0.5, "mixup_prob": 0.5, "epochs": [0, 0.5], "rotate": 10.0, "translate": 0.1,
+                  "scale": [0.5, 1.5]}
 HYDRA_KEYS = ("_target_", "_convert_", "_recursive_", "_partial_")
 PATH_KEYS = ("train_annotations", "val_annotations", "train_images", "val_images", "test_annotations", "test_images")
 
@@ -76,6 +80,42 @@ def data_problems(args: Mapping[str, Any]) -> list[str]:
     if not is_number(min_box) or min_box < 0:
         out.append(problem("data.min_box_size", min_box, "must be a number >= 0 (pixels)",
                            "use 1.0 (boxes thinner than 1 px are dropped)"))
+    out += dense_problems(args.get("dense"))
+    return out
+
+
+def dense_problems(dense: Any) -> list[str]:
+    """Problems of ``data.dense``: null (off) or a mapping of DENSE_DEFAULTS' keys (every key optional)."""
+    if dense is None:
+        return []
+    if not isinstance(dense, Mapping):
+        return [problem("data.dense", dense, "must be null (off) or a mapping",
+                        "use loss=deim, or data.dense={mosaic_prob: 0.5, mixup_prob: 0.5, epochs: [0, 0.5]}")]
+    out = unknown_keys("data.dense", dense, tuple(DENSE_DEFAULTS))
+    for key in ("mosaic_prob", "mixup_prob"):
+        value = dense.get(key, DENSE_DEFAULTS[key])
+        if not is_number(value) or not 0 <= value <= 1:
+            out.append(problem(f"data.dense.{key}", value, "must be a probability in [0, 1]", "use e.g. 0.5 (DEIM)"))
+    epochs = dense.get("epochs", DENSE_DEFAULTS["epochs"])
+    start, stop = (list(epochs) + [None, None])[:2] if isinstance(epochs, (list, tuple)) else (None, None)
+    fraction = isinstance(stop, float) and 0 < stop < 1
+    if (not isinstance(epochs, (list, tuple)) or len(epochs) != 2 or not is_integer(start) or start < 0
+            or not (stop is None or fraction or (is_integer(stop) and stop > start))):
+        out.append(problem("data.dense.epochs", epochs, "must be [start, stop]: integers 0 <= start < stop, stop a "
+                           "fraction of trainer.max_epochs in (0, 1), or stop null (until data.no_aug_epochs)",
+                           "use e.g. [0, 0.5] (the first half, as DEIM), or [4, 29] as DEIM on 58 epochs"))
+    rotate = dense.get("rotate", DENSE_DEFAULTS["rotate"])
+    if not is_number(rotate) or not 0 <= rotate <= 180:
+        out.append(problem("data.dense.rotate", rotate, "must be degrees in [0, 180]", "use e.g. 10 (DEIM)"))
+    translate = dense.get("translate", DENSE_DEFAULTS["translate"])
+    if not is_number(translate) or not 0 <= translate < 0.5:
+        out.append(problem("data.dense.translate", translate, "must be a fraction of the canvas in [0, 0.5)",
+                           "use e.g. 0.1 (DEIM)"))
+    scale = dense.get("scale", DENSE_DEFAULTS["scale"])
+    if (not isinstance(scale, (list, tuple)) or len(scale) != 2 or not all(is_number(v) for v in scale)
+            or not 0 < scale[0] <= scale[1]):
+        out.append(problem("data.dense.scale", scale, "must be [low, high] with 0 < low <= high",
+                           "use e.g. [0.5, 1.5] (DEIM)"))
     return out
 
 

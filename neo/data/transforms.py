@@ -75,10 +75,11 @@ def unletterbox_boxes(boxes: np.ndarray, params: np.ndarray) -> np.ndarray:
 
 
 class DetectionTransform:
-    """Callable (image, boxes, labels, size, heavy, seed) -> (canvas, boxes, labels, letterbox).
+    """Callable (image, boxes, labels, size, heavy, seed, crop) -> (canvas, boxes, labels, letterbox).
 
     image: uint8 [h, w, 3] RGB; boxes: float32 [N, 4] xyxy px (valid, inside the image);
     labels: int64 [N]; size: canvas (H, W), 16:9; heavy: enable zoom-out / IoU crop / photometric;
+    crop: with heavy, False leaves zoom-out and IoU crop out (a mosaic: neo.data.dense);
     seed: per-sample seed so augmentation is reproducible and independent of the worker layout.
     Output boxes are clipped to the canvas; boxes thinner than `min_box_size` px are dropped.
     The returned letterbox [4] describes the final resize + pad of the (augmented) image: for eval
@@ -109,12 +110,12 @@ class DetectionTransform:
 
     def __call__(
         self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: tuple[int, int],
-        heavy: bool = True, seed: int | None = None,
+        heavy: bool = True, seed: int | None = None, crop: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         if self.train:
-            geometry = self.heavy_geometry if heavy else self.light_geometry
+            geometry = self.heavy_geometry if heavy and crop else self.light_geometry
             if geometry.transforms:
                 geometry.set_random_seed(seed)
                 out = geometry(image=image, bboxes=boxes, labels=labels)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neo.models.dfine.criterion import CLASSIFICATION_LOSSES, DFINECriterion, go_indices
+from neo.models.dfine.criterion import DFINECriterion, go_indices
 from neo.models.dfine.decoder import DFINEDecoder
 from neo.models.dfine.fdr import distance_to_box, integral, weighting_function
 from neo.models.dfine.losses import ddf_loss
+from neo.models.losses import CLASSIFICATION_LOSSES
 
 C = 3
 
@@ -112,7 +113,7 @@ def test_classification_loss_is_chosen_by_name():
     _, out = _outputs()
     losses = DFINECriterion(C, classification="focal")(out, _targets())
     assert "loss_focal" in losses and "loss_vfl" not in losses
-    assert set(CLASSIFICATION_LOSSES) >= {"vfl", "focal"}
+    assert set(CLASSIFICATION_LOSSES) >= {"vfl", "mal", "focal"}
     with pytest.raises(ValueError, match="classification"):
         DFINECriterion(C, classification="nope")
 

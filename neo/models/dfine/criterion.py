@@ -11,7 +11,6 @@ earlier layer (GO-LSD).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert, box_iou, generalized_box_iou
 
+from neo.models.losses import check_classification, classification_loss
 from neo.models.rtdetr.criterion import SetCriterion, _concat_targets, _flat_indices, _upload
 from neo.models.rtdetr.matcher import HungarianMatcher
 
@@ -26,27 +26,6 @@ from .fdr import box_to_distance
 from .losses import ddf_loss, fgl_loss
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def varifocal(logits: torch.Tensor, onehot: torch.Tensor, iou: torch.Tensor, alpha: float, gamma: float):
-    """Varifocal loss per element: logits, onehot, iou [B, Q, C] (iou: the matched box's IoU at its
-    (query, class), 0 elsewhere) -> [B, Q, C]."""
-    prob = logits.detach().sigmoid()
-    weight = alpha * prob.pow(gamma) * (1 - onehot) + iou
-    return F.binary_cross_entropy_with_logits(logits, iou, weight=weight, reduction="none")
-
-
-def focal(logits: torch.Tensor, onehot: torch.Tensor, iou: torch.Tensor, alpha: float, gamma: float):
-    """Sigmoid focal loss per element against the one-hot target (iou unused) -> [B, Q, C]."""
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
-    p_t = prob * onehot + (1 - prob) * (1 - onehot)
-    alpha_t = alpha * onehot + (1 - alpha) * (1 - onehot)
-    return alpha_t * ce * (1 - p_t).pow(gamma)
-
-
-# classification losses by name: f(logits, onehot, iou, alpha, gamma) -> per-element loss [B, Q, C]
-CLASSIFICATION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"vfl": varifocal, "focal": focal}
 
 
 def go_indices(sets: list[Indices]) -> Indices:
@@ -73,9 +52,10 @@ class DFINECriterion(nn.Module):
     Args:
         num_classes: C.
         matcher: a HungarianMatcher.
-        classification: name in CLASSIFICATION_LOSSES ("vfl" officially); the term is "loss_<name>".
+        classification: name in neo.models.losses.CLASSIFICATION_LOSSES ("vfl" officially, "mal" for DEIM);
+            the term is "loss_<name>".
         weight_class, weight_bbox, weight_giou, weight_fgl, weight_ddf: term weights (official 1, 5, 2, 0.15, 1.5).
-        alpha, gamma: classification loss parameters (official VFL 0.75, 2.0).
+        alpha, gamma: classification loss parameters (official VFL 0.75, 2.0; DEIM's MAL 1.0, 1.5).
         ddf_temperature: distillation temperature (official 5).
 
     forward(outputs, targets) -> dict of weighted scalar terms, sum = total loss. Names (t = each term):
@@ -101,11 +81,9 @@ class DFINECriterion(nn.Module):
         ddf_temperature: float = 5.0,
     ) -> None:
         super().__init__()
-        if classification not in CLASSIFICATION_LOSSES:
-            raise ValueError(f"classification must be one of {sorted(CLASSIFICATION_LOSSES)}, got {classification!r}")
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher()
-        self.classification = classification
+        self.classification = check_classification(classification)
         self.class_name = f"loss_{classification}"
         self.weights = {
             self.class_name: weight_class,
@@ -127,8 +105,7 @@ class DFINECriterion(nn.Module):
         target[batch_idx, src_idx, labels] = iou.nan_to_num(0.0).clamp(min=0.0)
         onehot = torch.zeros_like(logits)
         onehot[batch_idx, src_idx, labels] = 1.0
-        loss = CLASSIFICATION_LOSSES[self.classification](logits, onehot, target, self.alpha, self.gamma)
-        return loss.mean(1).sum() * logits.shape[1] / num_boxes
+        return classification_loss(self.classification, logits, onehot, target, self.alpha, self.gamma, num_boxes)
 
     def box_terms(
         self,

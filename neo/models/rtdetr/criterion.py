@@ -1,4 +1,5 @@
-"""SetCriterion: VFL + L1 + GIoU on the final, auxiliary, encoder and denoising outputs (in fp32)."""
+"""SetCriterion: classification (VFL, or another by name) + L1 + GIoU on the final, auxiliary, encoder and
+denoising outputs (in fp32)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert, box_iou, generalized_box_iou
+
+from neo.models.losses import check_classification, classification_loss
 
 from .matcher import HungarianMatcher
 
@@ -17,8 +20,12 @@ class SetCriterion(nn.Module):
     Args:
         num_classes: C.
         matcher: a HungarianMatcher.
-        weight_vfl, weight_bbox, weight_giou: term weights (official 1, 5, 2).
-        alpha, gamma: varifocal loss parameters (official 0.75, 2.0).
+        classification: name in neo.models.losses.CLASSIFICATION_LOSSES: "vfl" (official), "mal" (DEIM);
+            its term is "loss_<name>" (below: "loss_vfl").
+        weight_class, weight_bbox, weight_giou: term weights (official 1, 5, 2).
+        weight_vfl: the classification weight under its older name (the preset files use it); give one of
+            the two, or both equal.
+        alpha, gamma: classification loss parameters (official VFL 0.75, 2.0; DEIM's MAL 1.0, 1.5).
 
     forward(outputs, targets) -> dict of weighted scalar terms, sum = total loss. Names:
         "loss_vfl", "loss_bbox", "loss_giou"            final decoder layer
@@ -32,16 +39,24 @@ class SetCriterion(nn.Module):
         self,
         num_classes: int,
         matcher: HungarianMatcher | None = None,
-        weight_vfl: float = 1.0,
+        classification: str = "vfl",
+        weight_class: float | None = None,
         weight_bbox: float = 5.0,
         weight_giou: float = 2.0,
         alpha: float = 0.75,
         gamma: float = 2.0,
+        weight_vfl: float | None = None,
     ) -> None:
         super().__init__()
+        if weight_class is not None and weight_vfl is not None and weight_class != weight_vfl:
+            raise ValueError(f"criterion weight_class={weight_class} and weight_vfl={weight_vfl} both set the "
+                             f"classification weight: give one (weight_vfl is its older name)")
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher()
-        self.weights = {"loss_vfl": weight_vfl, "loss_bbox": weight_bbox, "loss_giou": weight_giou}
+        self.classification = check_classification(classification)
+        self.class_name = f"loss_{classification}"
+        weight = next((w for w in (weight_class, weight_vfl) if w is not None), 1.0)
+        self.weights = {self.class_name: weight, "loss_bbox": weight_bbox, "loss_giou": weight_giou}
         self.alpha, self.gamma = alpha, gamma
 
     @staticmethod
@@ -61,7 +76,7 @@ class SetCriterion(nn.Module):
         indices: list[tuple[torch.Tensor, torch.Tensor]],
         num_boxes: float | torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Unweighted VFL, L1 and GIoU for one set of predictions matched by ``indices`` (B pairs pred/gt)."""
+        """Unweighted classification, L1 and GIoU for one set of predictions matched by ``indices`` (B pairs pred/gt)."""
         device = out["pred_logits"].device
         gt_boxes, gt_labels = _concat_targets(targets, device)
         flat = _flat_indices(indices, [len(t["labels"]) for t in targets]).to(device)
@@ -75,7 +90,7 @@ class SetCriterion(nn.Module):
         flat: torch.Tensor,
         num_boxes: float | torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Unweighted VFL, L1 and GIoU for one set of predictions.
+        """Unweighted classification, L1 and GIoU for one set of predictions.
 
         out: "pred_logits" [B, Q, C], "pred_boxes" [B, Q, 4]; gt_boxes [N, 4] / gt_labels [N]: every image's
         ground truth concatenated; flat int64 [3, K] on the device: image, query and (concatenated) gt index
@@ -94,14 +109,12 @@ class SetCriterion(nn.Module):
         target_score[batch_idx, src_idx, labels] = iou.detach().nan_to_num(0.0).clamp(min=0.0)
         onehot = torch.zeros_like(logits)
         onehot[batch_idx, src_idx, labels] = 1.0
-        prob = logits.detach().sigmoid()
-        weight = self.alpha * prob.pow(self.gamma) * (1 - onehot) + target_score
-        vfl = F.binary_cross_entropy_with_logits(logits, target_score, weight=weight, reduction="none")
-        loss_vfl = vfl.mean(1).sum() * logits.shape[1] / num_boxes
+        loss_class = classification_loss(self.classification, logits, onehot, target_score, self.alpha, self.gamma,
+                                         num_boxes)
         loss_bbox = F.l1_loss(src, gt, reduction="sum") / num_boxes
         giou = torch.diag(generalized_box_iou(src_xyxy, gt_xyxy)) if len(src) else src.new_zeros(0)
         loss_giou = (1 - giou).sum() / num_boxes
-        return {"loss_vfl": loss_vfl, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
+        return {self.class_name: loss_class, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
     def weighted(self, terms: dict[str, torch.Tensor], suffix: str) -> dict[str, torch.Tensor]:
         return {f"{k}{suffix}": v * self.weights[k] for k, v in terms.items()}
