@@ -115,7 +115,8 @@ def test_storage_config_holds_no_secrets(tmp_path, endpoint):
 
     with initialize_config_module("conf", version_base="1.3"):
         for choice in ("local", "r2", "b2", "s3", "default"):
-            cfg = compose(overrides=[f"+storage={choice}", f"+paths.data_dir={tmp_path}"])
+            bucket = [] if choice in ("local", "default") else ["storage.bucket=demo"]  # r2/b2/s3 need one
+            cfg = compose(overrides=[f"+storage={choice}", f"+paths.data_dir={tmp_path}", *bucket])
             text = OmegaConf.to_yaml(cfg, resolve=True)
             assert SECRET not in text and KEY_ID not in text
             settings = StorageSettings.from_config(cfg.storage)
