@@ -20,13 +20,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from neo.config import trainer_settings
 from neo.config.ema_settings import ema_problems
 from neo.config.optim_settings import OptimSettings, fused_problem
 from neo.config.run_settings import run_problems
-from neo.config.trainer_settings import GPU_ACCELERATORS, canonical_precision, trainer_problems
+from neo.config.trainer_settings import (
+    GPU_ACCELERATORS,
+    canonical_precision,
+    channels_last_problems,
+    trainer_problems,
+    uses_gpu,
+)
 from neo.config_problems import UserError, problem
 from neo.data.settings import data_problems, dataset_path_problems
-from neo.training.precision import channels_last_problems
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # each warning once per process (a sweep checks one config per point)
@@ -135,11 +141,10 @@ def check_machine(cfg: DictConfig) -> str | None:
 
     A GPU asked for where torch sees none; fp16 with ``accelerator=auto`` where auto means the CPU.
     """
-    from neo.training.machine import cuda_status, uses_gpu
 
     trainer = _trainer(cfg)
     accelerator = str(trainer.get("accelerator", "auto"))
-    cuda_available = cuda_status()[0]
+    cuda_available = trainer_settings.cuda_status()[0]
     if accelerator in GPU_ACCELERATORS and not cuda_available:
         return problem("trainer.accelerator", accelerator, "asks for a GPU but torch sees none",
                        "use trainer=cpu on this machine (or check CUDA_VISIBLE_DEVICES / the driver)")
@@ -154,7 +159,6 @@ def _fused_optimizer_problem(cfg: DictConfig, cuda_available: bool | None) -> st
     trainer = _trainer(cfg)
     precision = canonical_precision(trainer.get("precision", "auto"))
     if precision == "auto":  # auto is mixed precision wherever a GPU trains (neo.training.machine)
-        from neo.training.machine import uses_gpu
 
         accelerator = str(trainer.get("accelerator", "auto"))
         if accelerator == "auto" and cuda_available is None:
@@ -174,9 +178,8 @@ def check_fused_fits_this_machine(cfg: DictConfig) -> str | None:
     trainer = _trainer(cfg)
     if str(trainer.get("accelerator", "auto")) != "auto" or canonical_precision(trainer.get("precision", "auto")) != "auto":
         return None
-    from neo.training.machine import cuda_status
 
-    return _fused_optimizer_problem(cfg, cuda_status()[0])
+    return _fused_optimizer_problem(cfg, trainer_settings.cuda_status()[0])
 
 
 RULES: list[Callable[[DictConfig], str | None]] = [

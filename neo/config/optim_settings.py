@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from neo.config.schedule_settings import ScheduleSettings
 from neo.config_problems import is_number, node_problems, problem, raise_problems
-from neo.training.schedule import ScheduleSettings
 
 FUSED_CHOICES = ("auto", True, False)
 # Lightning's MixedPrecision plugin (torch.autocast) serves these precisions. Its ``clip_gradients`` refuses any

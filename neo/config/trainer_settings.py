@@ -60,3 +60,31 @@ def trainer_problems(trainer: Mapping[str, Any]) -> list[str]:
         out.append(problem("trainer.check_val_every_n_epoch", every, "must be an integer >= 1 or null",
                            "use 1 to validate every epoch, N for every N epochs"))
     return out
+
+
+def cuda_status() -> tuple[bool, bool]:
+    """(a CUDA GPU is visible, it supports bf16). Imports torch."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, False
+    return True, bool(torch.cuda.is_bf16_supported())
+
+
+def uses_gpu(accelerator: Any, cuda_available: bool) -> bool:
+    """Whether Lightning will train on a GPU for this ``trainer.accelerator``."""
+    accelerator = str(accelerator or AUTO).lower()
+    return accelerator in GPU_ACCELERATORS or (accelerator == AUTO and cuda_available)
+
+
+def is_auto(value: Any) -> bool:
+    """Whether ``value`` is neo's ``auto`` (any case, spaces around allowed)."""
+    return isinstance(value, str) and value.strip().lower() == AUTO
+
+
+def channels_last_problems(value: Any) -> list[str]:
+    """The problem of a ``channels_last`` value that is neither true, false nor ``auto`` (torch-free)."""
+    if isinstance(value, bool) or is_auto(value):
+        return []
+    return [problem("channels_last", value, "must be true, false or auto",
+                    "use channels_last=auto (the machine decides), true or false")]

@@ -15,7 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from neo.config.trainer_settings import AUTO, GPU_ACCELERATORS
+from neo.config import trainer_settings
+from neo.config.trainer_settings import AUTO, uses_gpu
 from neo.training.precision import (
     CpuCapability,
     PrecisionChoice,
@@ -25,21 +26,6 @@ from neo.training.precision import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def cuda_status() -> tuple[bool, bool]:
-    """(a CUDA GPU is visible, it supports bf16). Imports torch."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return False, False
-    return True, bool(torch.cuda.is_bf16_supported())
-
-
-def uses_gpu(accelerator: Any, cuda_available: bool) -> bool:
-    """Whether Lightning will train on a GPU for this ``trainer.accelerator``."""
-    accelerator = str(accelerator or AUTO).lower()
-    return accelerator in GPU_ACCELERATORS or (accelerator == AUTO and cuda_available)
 
 
 def precision_choice(precision: Any, accelerator: Any, cuda_available: bool, bf16_supported: bool,
@@ -81,7 +67,7 @@ def machine_settings(precision: Any, channels_last: Any, accelerator: Any, *, cu
 
     ``cuda``: (GPU visible, GPU has bf16), ``cpu``: the CPU capability; None asks the machine (imports torch).
     """
-    cuda_available, cuda_bf16 = cuda_status() if cuda is None else cuda
+    cuda_available, cuda_bf16 = trainer_settings.cuda_status() if cuda is None else cuda
     cpu = detect_cpu() if cpu is None else cpu
     on_gpu = uses_gpu(accelerator, cuda_available)
     choice = choose_precision(precision, on_gpu=on_gpu, cuda_bf16=cuda_bf16, cpu=cpu)
@@ -103,7 +89,7 @@ def make_trainer(**kwargs: Any):
     """
     import lightning.pytorch as pl
 
-    cuda_available, bf16_supported = cuda_status()
+    cuda_available, bf16_supported = trainer_settings.cuda_status()
     choice = precision_choice(kwargs.get("precision", AUTO), kwargs.get("accelerator", AUTO), cuda_available,
                               bf16_supported)
     if choice.warning:

@@ -29,8 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from neo.config.trainer_settings import AUTO, canonical_precision
-from neo.config_problems import problem
+from neo.config.trainer_settings import AUTO, canonical_precision, channels_last_problems, is_auto
 
 BF16_PRECISIONS = ("bf16-mixed", "bf16-true")
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
@@ -135,23 +134,11 @@ def choose_precision(requested: Any, *, on_gpu: bool, cuda_bf16: bool, cpu: CpuC
     return PrecisionChoice(canonical, canonical, "asked for", warning)
 
 
-def _is_auto(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() == AUTO
-
-
-def channels_last_problems(value: Any) -> list[str]:
-    """The problem of a ``channels_last`` value that is neither true, false nor ``auto`` (torch-free)."""
-    if isinstance(value, bool) or _is_auto(value):
-        return []
-    return [problem("channels_last", value, "must be true, false or auto",
-                    "use channels_last=auto (the machine decides), true or false")]
-
-
 def choose_channels_last(requested: Any, *, on_gpu: bool, precision: str, cpu: CpuCapability) -> tuple[bool, str]:
     """``(channels_last, why)`` for ``channels_last=requested`` (true, false or ``auto``) at ``precision``."""
     if isinstance(requested, bool):
         return requested, "asked for"
-    if not _is_auto(requested):
+    if not is_auto(requested):
         raise ValueError(" ".join(channels_last_problems(requested)))
     if on_gpu:
         mixed = precision in MIXED_PRECISIONS

@@ -6,8 +6,9 @@ import lightning.pytorch as pl
 import pytest
 from hydra.utils import instantiate
 
-from neo.training import machine
-from neo.training.machine import make_trainer, resolve_precision, uses_gpu
+from neo.config import trainer_settings
+from neo.config.trainer_settings import uses_gpu
+from neo.training.machine import make_trainer, resolve_precision
 from neo.training.precision import AVX2_CPU, AVX512_BF16_CPU, detect_cpu
 from tests.training.test_config_tree import _compose
 
@@ -45,7 +46,7 @@ def test_default_trainer_on_a_faked_gpu_machine_asks_lightning_for_the_gpu_in_bf
         def __init__(self, **kwargs):
             seen.update(kwargs)
 
-    monkeypatch.setattr(machine, "cuda_status", lambda: (True, True))
+    monkeypatch.setattr(trainer_settings, "cuda_status", lambda: (True, True))
     monkeypatch.setattr(pl, "Trainer", RecordingTrainer)
     make_trainer(accelerator="auto", devices="auto", strategy="auto", precision="auto", max_epochs=1)
     assert seen == {"accelerator": "auto", "devices": "auto", "strategy": "auto", "precision": "bf16-mixed",

@@ -144,13 +144,13 @@ def test_the_config_check_lets_runnable_combinations_through(overrides: list[str
 
 
 def test_precision_auto_on_accelerator_auto_is_decided_by_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    from neo.training import machine
+    from neo.config import trainer_settings
 
     cfg = _compose("optim.fused=true")  # default trainer: accelerator auto, precision auto, clip 0.1
     assert _fused_errors(cfg) == []  # without asking the machine nothing is known
-    monkeypatch.setattr(machine, "cuda_status", lambda: (False, False))
+    monkeypatch.setattr(trainer_settings, "cuda_status", lambda: (False, False))
     assert _fused_errors(cfg, machine=True) == []  # the CPU: 32-true, fused clips fine
-    monkeypatch.setattr(machine, "cuda_status", lambda: (True, True))
+    monkeypatch.setattr(trainer_settings, "cuda_status", lambda: (True, True))
     errors = _fused_errors(cfg, machine=True)  # a GPU: bf16-mixed
     assert len(errors) == 1 and "optim.fused=True cannot run" in errors[0]
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from neo.config.optim_settings import OptimSettings
+from neo.config.schedule_settings import ScheduleSettings
 from neo.config_problems import SettingsError
 from neo.training.optim import ParamGroupSpec, build_adamw, build_param_groups
-from neo.training.schedule import LrSchedule, ScheduleSettings, build_scheduler, schedule_from_config
+from neo.training.schedule import LrSchedule, build_scheduler, schedule_from_config
 
 
 class Net(nn.Module):
